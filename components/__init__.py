@@ -1,0 +1,1 @@
+"""TFX component code for the pet-segmentation pipeline (one room per component)."""

@@ -1,0 +1,70 @@
+"""The TFMA EvalConfig: IoU metrics and the blessing thresholds."""
+import json
+from typing import Dict
+
+import tensorflow_model_analysis as tfma
+
+from components import features
+
+METRICS_MODULE = 'components.metrics'
+MEAN_IOU = 'mean_iou'
+PIXEL_ACCURACY = 'pixel_accuracy'
+TRANSFORM_SIGNATURE = 'transform_features'
+
+
+def metric_configs() -> Dict[str, tuple]:
+  """Metric name -> (class name, config): mean IoU, IoU per class, pixel accuracy."""
+  common = {'num_classes': features.NUM_CLASSES, 'sparse_y_pred': False}
+  metrics = {MEAN_IOU: ('PixelMeanIoU', dict(common))}
+  for class_id, class_name in enumerate(features.CLASS_NAMES):
+    metrics[f'iou_{class_name}'] = (
+        'PixelIoU', dict(common, target_class_ids=[class_id]))
+  metrics[PIXEL_ACCURACY] = ('PixelAccuracy', {})
+  return metrics
+
+
+def _threshold(lower_bound, max_regression) -> tfma.MetricThreshold:
+  threshold = tfma.MetricThreshold()
+  if lower_bound is not None:
+    threshold.value_threshold.lower_bound.value = lower_bound
+  if max_regression is not None:
+    # Compared with the baseline (TFMA drops this when there is none yet).
+    threshold.change_threshold.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+    threshold.change_threshold.absolute.value = -max_regression
+  return threshold
+
+
+def create_eval_config(lower_bounds: Dict[str, float],
+                       max_regression: Dict[str, float]) -> tfma.EvalConfig:
+  """EvalConfig for the exported model on raw eval examples.
+
+  Args:
+    lower_bounds: metric name -> absolute lower bound for blessing.
+    max_regression: metric name -> how far below the baseline it may fall.
+
+  Returns:
+    The EvalConfig; labels come from the model's `transform_features` signature,
+    predictions from `serving_default`, so TFMA sees what serving sees.
+  """
+  unknown = set(lower_bounds) | set(max_regression)
+  unknown -= set(metric_configs())
+  if unknown:
+    raise ValueError(f'unknown metric(s) {sorted(unknown)}; known: '
+                     f'{sorted(metric_configs())}')
+  metrics = []
+  for name, (class_name, config) in metric_configs().items():
+    metric = tfma.MetricConfig(
+        class_name=class_name, module=METRICS_MODULE,
+        config=json.dumps(dict(config, name=name)))
+    if name in lower_bounds or name in max_regression:
+      metric.threshold.CopyFrom(
+          _threshold(lower_bounds.get(name), max_regression.get(name)))
+    metrics.append(metric)
+  return tfma.EvalConfig(
+      model_specs=[tfma.ModelSpec(
+          signature_name='serving_default',
+          label_key=features.LABEL_KEY,
+          prediction_key=features.PROBABILITIES_KEY,
+          preprocessing_function_names=[TRANSFORM_SIGNATURE])],
+      slicing_specs=[tfma.SlicingSpec()],
+      metrics_specs=[tfma.MetricsSpec(metrics=metrics)])

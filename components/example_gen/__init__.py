@@ -1,0 +1,1 @@
+"""PetExampleGen: Oxford-IIIT Pet layout (list files, images, trimaps) -> tf.Examples."""

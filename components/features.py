@@ -1,0 +1,35 @@
+"""Feature keys, class ids and image geometry: defined once, imported everywhere.
+
+The raw features are what the ExampleGen writes; the transformed ones are what
+`components.transform.preprocessing_fn` emits and the Trainer consumes.
+"""
+
+# --- Raw tf.Example features (written by the ExampleGen) ---------------------
+IMAGE_KEY = 'image'          # encoded JPEG bytes (normalised to RGB baseline JPEG)
+MASK_KEY = 'mask'            # encoded PNG trimap bytes, values 1=pet 2=background 3=border
+FILE_NAME_KEY = 'file_name'  # e.g. b'Abyssinian_100'
+CLASS_ID_KEY = 'class_id'    # 1..37 (breed across species)
+SPECIES_KEY = 'species'      # 1=cat 2=dog
+BREED_ID_KEY = 'breed_id'    # 1..25 within species
+HEIGHT_KEY = 'height'        # original image height in pixels
+WIDTH_KEY = 'width'          # original image width in pixels
+
+BYTES_FEATURES = (IMAGE_KEY, MASK_KEY, FILE_NAME_KEY)
+INT_FEATURES = (CLASS_ID_KEY, SPECIES_KEY, BREED_ID_KEY, HEIGHT_KEY, WIDTH_KEY)
+
+# --- Transformed features (written by Transform) ------------------------------
+IMAGE_XF_KEY = 'image_xf'    # float32 [H, W, 3], scaled to [-1, 1] as MobileNetV2 expects
+MASK_XF_KEY = 'mask_xf'      # int64 [H, W, 1], class ids 0/1/2
+LABEL_KEY = MASK_XF_KEY
+
+# --- Model geometry and classes ------------------------------------------------
+IMAGE_SIZE = 128
+NUM_CLASSES = 3
+# Trimap value v maps to class id v - 1.
+CLASS_NAMES = ('pet', 'background', 'border')
+PET, BACKGROUND, BORDER = 0, 1, 2
+VALID_TRIMAP_VALUES = (1, 2, 3)
+
+# Model outputs (serving signature keys).
+PROBABILITIES_KEY = 'probabilities'
+CLASS_MASK_KEY = 'class_mask'

@@ -1,0 +1,145 @@
+"""Runs the pet-segmentation pipeline locally: LocalDagRunner, Beam, SQLite ML Metadata.
+
+  python local_runner.py --data-root DATA --output-dir runs/demo [--epochs N ...]
+
+Exit status: 0 when the run completed (blessed or not); 3 with
+--require-blessing when the model was not blessed; 2 for bad arguments or
+data root; 1 when a component failed (the reason is printed on one line).
+"""
+import argparse
+import logging
+import os
+import sys
+import traceback
+import warnings
+from typing import List, Optional
+
+from pipeline import config as config_lib
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED = 0, 1, 2, 3
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--data-root', required=True,
+                 help='Oxford-IIIT Pet layout folder (images/, annotations/)')
+  p.add_argument('--output-dir', required=True,
+                 help='pipeline root, metadata.db, serving_model/, run_summary.json')
+  p.add_argument('--epochs', type=int, default=10)
+  p.add_argument('--batch-size', type=int, default=16)
+  p.add_argument('--learning-rate', type=float, default=1e-3)
+  p.add_argument('--encoder-weights', default='none',
+                 help="'imagenet' (from the local Keras cache), 'none', or a weights file")
+  group = p.add_mutually_exclusive_group()
+  group.add_argument('--train-encoder', dest='train_encoder', action='store_true',
+                     default=True, help='train the MobileNetV2 encoder too (default)')
+  group.add_argument('--freeze-encoder', dest='train_encoder', action='store_false',
+                     help='train only the decoder (needs pretrained encoder weights)')
+  p.add_argument('--min-mean-iou', type=float, default=0.0,
+                 help='absolute lower bound on eval mean IoU for blessing')
+  p.add_argument('--threshold', action='append', default=[], metavar='METRIC=MIN',
+                 help='another absolute lower bound, e.g. iou_pet=0.5 (repeatable)')
+  p.add_argument('--max-regression', type=float, default=0.0,
+                 help='how far mean IoU may fall below the last blessed model')
+  p.add_argument('--min-valid-fraction', type=float, default=0.5,
+                 help='fail when fewer listed image/trimap pairs are valid')
+  p.add_argument('--spans', action='store_true',
+                 help='data root holds span-N/ folders; read the latest')
+  p.add_argument('--beam-arg', action='append', default=[],
+                 help='passed to Beam, e.g. --beam-arg=--direct_num_workers=2 (repeatable)')
+  p.add_argument('--no-cache', action='store_true',
+                 help='re-execute every component even if its inputs did not change')
+  p.add_argument('--require-blessing', action='store_true',
+                 help='exit 3 when the model is not blessed')
+  p.add_argument('--verbose', action='store_true', help='show TFX/Beam logs')
+  return p.parse_args(argv)
+
+
+def _thresholds(items: List[str]) -> dict:
+  bounds = {}
+  for item in items:
+    name, sep, value = item.partition('=')
+    try:
+      bounds[name.strip()] = float(value)
+    except ValueError:
+      sep = ''
+    if not sep:
+      raise ValueError(f'--threshold {item!r}: expected METRIC=NUMBER')
+  return bounds
+
+
+def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
+  defaults = config_lib.PipelineConfig(data_root='', output_dir='')
+  return config_lib.PipelineConfig(
+      data_root=os.path.abspath(args.data_root),
+      output_dir=os.path.abspath(args.output_dir),
+      epochs=args.epochs, batch_size=args.batch_size,
+      learning_rate=args.learning_rate,
+      encoder_weights=args.encoder_weights, train_encoder=args.train_encoder,
+      min_mean_iou=args.min_mean_iou, lower_bounds=_thresholds(args.threshold),
+      max_regression=args.max_regression,
+      min_valid_fraction=args.min_valid_fraction, spans=args.spans,
+      enable_cache=not args.no_cache,
+      beam_args=defaults.beam_args + args.beam_arg)
+
+
+def _quiet() -> None:
+  """TFX, Beam and TF log every step at INFO; keep the terminal readable."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
+  logging.getLogger().setLevel(logging.WARNING)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
+  """Runs the pipeline with LocalDagRunner and returns the run summary."""
+  if not verbose:
+    _quiet()
+  # Heavy imports (TF, TFX: ~20 s) only once the arguments are known to be good.
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  if not verbose:
+    logging.getLogger().setLevel(logging.WARNING)
+  os.makedirs(config.output_dir, exist_ok=True)
+  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      config.metadata_path)
+  pipeline = pipeline_lib.create_pipeline(config, connection)
+  tfx.orchestration.LocalDagRunner().run(pipeline)
+  return summary_lib.write_summary(config, connection)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  try:
+    config = build_config(args)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_USAGE
+  problem = config_lib.validate(config) or config_lib.check_data_root(config)
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
+    return EXIT_USAGE
+  print(f'Running the pipeline on {config.data_root} -> {config.output_dir}',
+        flush=True)
+  try:
+    summary = run(config, verbose=args.verbose)
+  except Exception as e:  # pylint: disable=broad-except
+    if args.verbose:
+      traceback.print_exc()
+    # One line, not a traceback: the cause is the innermost message.
+    reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    print(f'error: pipeline failed: {type(e).__name__}: {reason}', file=sys.stderr)
+    return EXIT_FAILED
+  from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  print(summary_lib.format_summary(summary))
+  print(f'Summary: {config.summary_path}')
+  if args.require_blessing and not summary['blessed']:
+    return EXIT_NOT_BLESSED
+  return EXIT_OK
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pipeline assembly and data helpers for the pet-segmentation project."""

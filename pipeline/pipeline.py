@@ -1,0 +1,90 @@
+"""create_pipeline: the TFX pipeline's wiring, and nothing else."""
+import os
+from typing import Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components import evaluation
+from components.example_gen import component as example_gen_component
+from pipeline import config as config_lib
+
+SCHEMA_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schemas',
+    'schema.pbtxt')
+# Node ids, also used by the run summary to find each component's outputs.
+EXAMPLE_GEN = 'PetExampleGen'
+STATISTICS_GEN = 'StatisticsGen'
+SCHEMA_GEN = 'ImportSchemaGen'
+EXAMPLE_VALIDATOR = 'ExampleValidator'
+TRANSFORM = 'Transform'
+TRAINER = 'Trainer'
+BASELINE_RESOLVER = 'LatestBlessedModelResolver'
+EVALUATOR = 'Evaluator'
+PUSHER = 'Pusher'
+
+
+def create_pipeline(
+    config: config_lib.PipelineConfig,
+    metadata_connection_config: Optional[
+        metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+  """Builds the pet-segmentation pipeline from one config.
+
+  Args:
+    config: every knob of the run.
+    metadata_connection_config: ML Metadata store; default SQLite at
+      `config.metadata_path`.
+
+  Returns:
+    The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
+  """
+  fingerprint = {'code_fingerprint': config_lib.code_fingerprint()}
+  example_gen = example_gen_component.create_example_gen(
+      config.data_root, spans=config.spans,
+      min_valid_fraction=config.min_valid_fraction).with_id(EXAMPLE_GEN)
+  examples = example_gen.outputs['examples']
+  statistics_gen = tfx.components.StatisticsGen(examples=examples)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_PATH)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'])
+  transform = tfx.components.Transform(
+      examples=examples, schema=schema_gen.outputs['schema'],
+      preprocessing_fn=config_lib.PREPROCESSING_FN, custom_config=fingerprint)
+  trainer = tfx.components.Trainer(
+      run_fn=config_lib.RUN_FN,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      custom_config=config.trainer_config())
+  baseline_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id(BASELINE_RESOLVER)
+  evaluator = tfx.components.Evaluator(
+      examples=examples, model=trainer.outputs['model'],
+      baseline_model=baseline_resolver.outputs['model'],
+      eval_config=evaluation.create_eval_config(
+          config.all_lower_bounds(),
+          {evaluation.MEAN_IOU: config.max_regression}))
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_model_dir)))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, example_validator,
+                  transform, trainer, baseline_resolver, evaluator, pusher],
+      enable_cache=config.enable_cache,
+      metadata_connection_config=(
+          metadata_connection_config or
+          tfx.orchestration.metadata.sqlite_metadata_connection_config(
+              config.metadata_path)),
+      beam_pipeline_args=config.beam_args)
