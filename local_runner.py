@@ -88,9 +88,9 @@ def _quiet() -> None:
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
-  logging.getLogger().setLevel(logging.WARNING)
+  logging.getLogger().setLevel(logging.ERROR)
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.WARNING)
+  absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
@@ -102,7 +102,7 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
   if not verbose:
-    logging.getLogger().setLevel(logging.WARNING)
+    _quiet()  # Again: importing TF/TFX resets some loggers.
   os.makedirs(config.output_dir, exist_ok=True)
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path)

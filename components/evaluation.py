@@ -7,20 +7,18 @@ import tensorflow_model_analysis as tfma
 from components import features
 
 METRICS_MODULE = 'components.metrics'
-MEAN_IOU = 'mean_iou'
-PIXEL_ACCURACY = 'pixel_accuracy'
+MEAN_IOU = features.MEAN_IOU
 TRANSFORM_SIGNATURE = 'transform_features'
 
 
 def metric_configs() -> Dict[str, tuple]:
   """Metric name -> (class name, config): mean IoU, IoU per class, pixel accuracy."""
   common = {'num_classes': features.NUM_CLASSES, 'sparse_y_pred': False}
-  metrics = {MEAN_IOU: ('PixelMeanIoU', dict(common))}
-  for class_id, class_name in enumerate(features.CLASS_NAMES):
-    metrics[f'iou_{class_name}'] = (
-        'PixelIoU', dict(common, target_class_ids=[class_id]))
-  metrics[PIXEL_ACCURACY] = ('PixelAccuracy', {})
-  return metrics
+  per_class = [('PixelIoU', dict(common, target_class_ids=[class_id]))
+               for class_id in range(features.NUM_CLASSES)]
+  configs = ([('PixelMeanIoU', dict(common))] + per_class +
+             [('PixelAccuracy', {})])
+  return dict(zip(features.METRIC_NAMES, configs))
 
 
 def _threshold(lower_bound, max_regression) -> tfma.MetricThreshold:

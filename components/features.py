@@ -30,6 +30,12 @@ CLASS_NAMES = ('pet', 'background', 'border')
 PET, BACKGROUND, BORDER = 0, 1, 2
 VALID_TRIMAP_VALUES = (1, 2, 3)
 
+# Evaluation metric names (TFMA results, thresholds, run_summary.json).
+MEAN_IOU = 'mean_iou'
+PIXEL_ACCURACY = 'pixel_accuracy'
+METRIC_NAMES = ((MEAN_IOU,) + tuple(f'iou_{name}' for name in CLASS_NAMES) +
+                (PIXEL_ACCURACY,))
+
 # Model outputs (serving signature keys).
 PROBABILITIES_KEY = 'probabilities'
 CLASS_MASK_KEY = 'class_mask'

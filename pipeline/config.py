@@ -5,6 +5,8 @@ import os
 import pathlib
 from typing import Dict, List, Optional
 
+from components import features
+
 PIPELINE_NAME = 'pet_segmentation'
 # Module code referenced by dotted path (TFX template style): importable on
 # remote workers once `setup.py` ships the `components` package.
@@ -14,18 +16,25 @@ RUN_FN = 'components.trainer.run_fn'
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def code_fingerprint() -> str:
-  """Hash of the component code, so TFX's cache sees code edits.
+def code_fingerprint(*modules: str) -> str:
+  """Hash of the named files under `components/` (all of them if none named).
 
   Dotted-path module code is not part of TFX's cache key (unlike module_file);
-  passing this fingerprint in each component's custom config makes an edit to
-  `components/` rerun what it affects instead of silently reusing old results.
+  passing this fingerprint in a component's custom config makes an edit to the
+  code it runs re-execute it instead of silently reusing old results.
   """
+  root = _REPO_ROOT / 'components'
+  paths = [root / m for m in modules] if modules else root.rglob('*.py')
   digest = hashlib.sha256()
-  for path in sorted((_REPO_ROOT / 'components').rglob('*.py')):
+  for path in sorted(paths):
     digest.update(path.relative_to(_REPO_ROOT).as_posix().encode())
     digest.update(path.read_bytes())
   return digest.hexdigest()[:16]
+
+
+# The code each component runs (what its cache must see).
+TRANSFORM_CODE = ('features.py', 'transform.py')
+TRAINER_CODE = ('features.py', 'model.py', 'trainer.py')
 
 
 @dataclasses.dataclass
@@ -94,11 +103,15 @@ class PipelineConfig:
             'learning_rate': self.learning_rate,
             'encoder_weights': self.encoder_weights,
             'train_encoder': self.train_encoder, 'seed': self.seed,
-            'code_fingerprint': code_fingerprint()}
+            'code_fingerprint': code_fingerprint(*TRAINER_CODE)}
 
 
 def validate(config: PipelineConfig) -> Optional[str]:
   """Returns a one-line reason when the config cannot run, else None."""
+  unknown = sorted(set(config.lower_bounds) - set(features.METRIC_NAMES))
+  if unknown:
+    return (f'--threshold: unknown metric(s) {unknown}; known: '
+            f'{list(features.METRIC_NAMES)}')
   if config.epochs < 1 or config.batch_size < 1:
     return '--epochs and --batch-size must be at least 1'
   if not 0.0 <= config.min_valid_fraction <= 1.0:

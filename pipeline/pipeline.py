@@ -39,7 +39,6 @@ def create_pipeline(
   Returns:
     The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
   """
-  fingerprint = {'code_fingerprint': config_lib.code_fingerprint()}
   example_gen = example_gen_component.create_example_gen(
       config.data_root, spans=config.spans,
       min_valid_fraction=config.min_valid_fraction).with_id(EXAMPLE_GEN)
@@ -51,7 +50,9 @@ def create_pipeline(
       schema=schema_gen.outputs['schema'])
   transform = tfx.components.Transform(
       examples=examples, schema=schema_gen.outputs['schema'],
-      preprocessing_fn=config_lib.PREPROCESSING_FN, custom_config=fingerprint)
+      preprocessing_fn=config_lib.PREPROCESSING_FN,
+      custom_config={'code_fingerprint': config_lib.code_fingerprint(
+          *config_lib.TRANSFORM_CODE)})
   trainer = tfx.components.Trainer(
       run_fn=config_lib.RUN_FN,
       examples=transform.outputs['transformed_examples'],

@@ -32,11 +32,15 @@ def _latest_run(store, pipeline_name: str) -> metadata_store_pb2.Context:
               if c.type == 'pipeline_run')
 
 
-def read_run(store, pipeline_name: str) -> Dict[str, Dict[str, Any]]:
-  """Per node id of the latest run: state, seconds, outputs {key: [artifacts]}."""
-  run = _latest_run(store, pipeline_name)
+def read_run(store, pipeline_name: str,
+             run_id: Optional[str] = None) -> Dict[str, Any]:
+  """Per node id of a run (default the latest): state, seconds, outputs {key: [artifacts]}."""
+  run = (store.get_context_by_type_and_name('pipeline_run', run_id) if run_id
+         else _latest_run(store, pipeline_name))
   nodes = {}
-  for execution in store.get_executions_by_context(run.id):
+  executions = sorted(store.get_executions_by_context(run.id),
+                      key=lambda e: (e.create_time_since_epoch, e.id))
+  for execution in executions:
     node = next(c.name.split('.', 1)[1]
                 for c in store.get_contexts_by_execution(execution.id)
                 if c.type == 'node')

@@ -86,7 +86,7 @@ def make_example(data_root: str, columns: List[str]) -> tf.train.Example:
   Raises:
     BadInput: with the reason, for any entry that cannot become a valid example.
   """
-  if len(columns) != 4 or not all(c.isdigit() for c in columns[1:]):
+  if len(columns) != 4 or not all(c.isascii() and c.isdigit() for c in columns[1:]):
     raise validation.BadInput(
         f'malformed list entry {" ".join(columns)!r}: expected '
         '"NAME CLASS-ID SPECIES BREED-ID"')
@@ -202,6 +202,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
     written = sum(c['examples'] for c in counts.values())
     rejected = sum(c['rejected'] for c in counts.values())
+    listed = written + rejected
     examples.set_int_custom_property(NUM_REJECTED_PROPERTY, rejected)
     examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(
         {k: {'examples': v['examples'], 'rejected': v['rejected']}
@@ -210,7 +211,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     logging.info('PetExampleGen: %s (quarantine: %s)', counts, quarantine_dir)
     min_fraction = float(_options(exec_properties).get(
         'min_valid_fraction', DEFAULT_MIN_VALID_FRACTION))
-    listed = written + rejected
+    if listed == 0:
+      raise ValueError(f'no valid examples: the list files hold no entries '
+                       f'({", ".join(s.pattern for s in input_config.splits)})')
     if written == 0:
       raise ValueError(f'no valid examples: all {listed} listed pairs were '
                        f'rejected (reasons in {quarantine_dir})')

@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from components import features
 
 JPEG_MAGIC = b'\xff\xd8\xff'
+JPEG_EOI = b'\xff\xd9'  # end-of-image marker
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _JPEG_QUALITY = 95
 
@@ -50,8 +51,10 @@ def normalise_image(data: bytes) -> Tuple[bytes, int, int, str]:
     BadInput: empty, truncated or undecodable data.
   """
   img = _open(data, 'image')
-  is_plain_jpeg = (data.startswith(JPEG_MAGIC) and img.mode == 'RGB' and
-                   not img.info.get('progressive'))
+  # PIL accepts a JPEG without its end-of-image marker when all scan data is
+  # there; tf.io.decode_jpeg does not. Pass through only complete files.
+  is_plain_jpeg = (data.startswith(JPEG_MAGIC) and data.endswith(JPEG_EOI) and
+                   img.mode == 'RGB' and not img.info.get('progressive'))
   if is_plain_jpeg:
     return data, img.height, img.width, ''
   note = f'normalised {img.format or "unknown"} {img.mode} to RGB JPEG'

@@ -1,0 +1,56 @@
+"""The CLI's contract: exit codes and one-line reasons, never a traceback."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import local_runner
+from tests.conftest import REPO
+
+
+def _run_cli(*args):
+  # A subprocess proves the real entry point: bad arguments are refused before
+  # TF/TFX are imported, so these are quick.
+  return subprocess.run([sys.executable, str(REPO / 'local_runner.py'), *args],
+                        capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize('args, reason', [
+    (['--data-root', '/nonexistent/pets'], 'is not a directory'),
+    (['--data-root', str(REPO)], 'not in the Oxford-IIIT Pet layout: missing'),
+    (['--data-root', str(REPO), '--spans'], 'has no span-N/ folders'),
+    (['--data-root', str(REPO), '--freeze-encoder'], 'learns nothing'),
+    (['--data-root', str(REPO), '--encoder-weights', '/no/such.h5'], 'no such file'),
+    (['--data-root', str(REPO), '--threshold', 'iou_pet'], 'expected METRIC=NUMBER'),
+    (['--data-root', str(REPO), '--epochs', '0'], 'at least 1'),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, args, reason):
+  result = _run_cli(*args, '--output-dir', str(tmp_path / 'out'))
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert reason in lines[0]
+  assert not (tmp_path / 'out').exists()
+
+
+def test_unknown_threshold_metric_is_refused(tmp_path, synthetic_root, capsys):
+  code = local_runner.main(['--data-root', str(synthetic_root), '--output-dir',
+                            str(tmp_path / 'out'), '--threshold', 'iou_cat=0.5'])
+  assert code == 2
+  assert "unknown metric(s) ['iou_cat']" in capsys.readouterr().err
+  assert not (tmp_path / 'out').exists()
+
+
+def test_no_valid_examples_fails_with_reason(tmp_path, capsys):
+  root = tmp_path / 'pets'
+  (root / 'images').mkdir(parents=True)
+  (root / 'annotations' / 'trimaps').mkdir(parents=True)
+  for name in ('trainval', 'test'):
+    (root / 'annotations' / f'{name}.txt').write_text('ghost_1 13 2 1\n')
+  code = local_runner.main(['--data-root', str(root), '--output-dir',
+                            str(tmp_path / 'out')])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1
+  assert len(err) == 1 and 'no valid examples' in err[0], err
+  assert not (tmp_path / 'out' / 'run_summary.json').exists()
