@@ -4,11 +4,11 @@ from typing import Dict
 
 import tensorflow_model_analysis as tfma
 
+from components import export
 from components import features
 
 METRICS_MODULE = 'components.metrics'
 MEAN_IOU = features.MEAN_IOU
-TRANSFORM_SIGNATURE = 'transform_features'
 
 
 def metric_configs() -> Dict[str, tuple]:
@@ -60,9 +60,9 @@ def create_eval_config(lower_bounds: Dict[str, float],
     metrics.append(metric)
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          signature_name='serving_default',
+          signature_name=export.SERVING_SIGNATURE,
           label_key=features.LABEL_KEY,
           prediction_key=features.PROBABILITIES_KEY,
-          preprocessing_function_names=[TRANSFORM_SIGNATURE])],
+          preprocessing_function_names=[export.TRANSFORM_SIGNATURE])],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=metrics)])

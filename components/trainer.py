@@ -1,10 +1,7 @@
-"""Trainer: `run_fn` fits the U-Net on transformed examples and exports serving signatures.
+"""Trainer: `run_fn` fits the U-Net on transformed examples and exports it.
 
-The exported SavedModel (a tf.Module holding the Keras 3 model and the TFT
-layer) has:
-  serving_default     serialized raw tf.Examples -> probabilities, class_mask
-  transform_features  serialized raw tf.Examples -> transformed features (incl.
-                      the label), which TFMA uses as its preprocessing function.
+The export (signatures, see `components.export`) applies the Transform graph,
+so serving and evaluation see exactly what training saw.
 """
 import json
 import os
@@ -16,6 +13,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from components import export
 from components import features
 from components import model as model_lib
 
@@ -43,35 +41,6 @@ def _random_flip(image: tf.Tensor, mask: tf.Tensor):
   flip = tf.random.uniform([tf.shape(image)[0], 1, 1, 1]) < 0.5
   return (tf.where(flip, tf.reverse(image, axis=[2]), image),
           tf.where(flip, tf.reverse(mask, axis=[2]), mask))
-
-
-class _ServingModule(tf.Module):
-  """Holds the Keras 3 model and the (tf_keras) TFT layer for export."""
-
-  def __init__(self, model: keras.Model, tf_transform_output):
-    super().__init__()
-    self.model = model
-    self.tft_layer = tf_transform_output.transform_features_layer()
-    self._raw_spec = tf_transform_output.raw_feature_spec()
-    # Serving is fed no label: parse everything but the mask.
-    self._serving_spec = {k: v for k, v in self._raw_spec.items()
-                          if k != features.MASK_KEY}
-
-  def predict_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Scaled [B,128,128,3] images -> per-pixel probabilities and class ids."""
-    probabilities = tf.nn.softmax(self.model(images, training=False), axis=-1)
-    return {features.PROBABILITIES_KEY: probabilities,
-            features.CLASS_MASK_KEY: tf.argmax(probabilities, axis=-1)}
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def serve_examples(self, serialized):
-    parsed = tf.io.parse_example(serialized, self._serving_spec)
-    transformed = self.tft_layer(parsed)
-    return self.predict_images(transformed[features.IMAGE_XF_KEY])
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def transform_features(self, serialized):
-    return self.tft_layer(tf.io.parse_example(serialized, self._raw_spec))
 
 
 def _write_report(model: keras.Model, model_dir: str) -> Dict[str, Any]:
@@ -107,8 +76,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   # The report sits in the model artifact, beside (not inside) Format-Serving.
   _write_report(model, os.path.dirname(fn_args.serving_model_dir))
-  module = _ServingModule(model, tf_transform_output)
-  tf.saved_model.save(module, fn_args.serving_model_dir, signatures={
-      'serving_default': module.serve_examples,
-      'transform_features': module.transform_features,
-  })
+  export.export_serving_model(model, tf_transform_output,
+                              fn_args.serving_model_dir)
