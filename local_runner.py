@@ -45,6 +45,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  help='fail when fewer listed image/trimap pairs are valid')
   p.add_argument('--spans', action='store_true',
                  help='data root holds span-N/ folders; read the latest')
+  p.add_argument('--span', type=int, default=None,
+                 help='with --spans: read this span instead of the latest')
+  p.add_argument('--train-spans', type=int, default=1, metavar='N',
+                 help='with --spans: train on the newest N spans ingested so far')
   p.add_argument('--beam-arg', action='append', default=[],
                  help='passed to Beam, e.g. --beam-arg=--direct_num_workers=2 (repeatable)')
   p.add_argument('--no-cache', action='store_true',
@@ -79,6 +83,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
       min_mean_iou=args.min_mean_iou, lower_bounds=_thresholds(args.threshold),
       max_regression=args.max_regression,
       min_valid_fraction=args.min_valid_fraction, spans=args.spans,
+      span=args.span, train_spans=args.train_spans,
       enable_cache=not args.no_cache,
       beam_args=defaults.beam_args + args.beam_arg)
 
@@ -94,7 +99,11 @@ def _quiet() -> None:
 
 
 def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
-  """Runs the pipeline with LocalDagRunner and returns the run summary."""
+  """Runs the pipeline with LocalDagRunner and returns the run summary.
+
+  The summary is written even when a component fails: it then carries the
+  reason under 'error' and the re-raised exception reaches the caller.
+  """
   if not verbose:
     _quiet()
   # Heavy imports (TF, TFX: ~20 s) only once the arguments are known to be good.
@@ -107,8 +116,21 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path)
   pipeline = pipeline_lib.create_pipeline(config, connection)
-  tfx.orchestration.LocalDagRunner().run(pipeline)
+  try:
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+  except Exception as e:
+    try:
+      summary_lib.write_summary(config, connection, error=one_line(e))
+    except Exception:  # pylint: disable=broad-except
+      pass  # Nothing recorded (e.g. the first node failed to start): no summary.
+    raise
   return summary_lib.write_summary(config, connection)
+
+
+def one_line(error: Exception) -> str:
+  """The innermost message of an exception, on one line."""
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[-1] if text else ""}'.strip()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -130,8 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.verbose:
       traceback.print_exc()
     # One line, not a traceback: the cause is the innermost message.
-    reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-    print(f'error: pipeline failed: {type(e).__name__}: {reason}', file=sys.stderr)
+    print(f'error: pipeline failed: {one_line(e)}', file=sys.stderr)
     return EXIT_FAILED
   from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
   print(summary_lib.format_summary(summary))

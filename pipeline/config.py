@@ -55,6 +55,10 @@ class PipelineConfig:
       baseline's and still be blessed (0 = not worse).
     min_valid_fraction: fail ingestion when fewer listed pairs are valid.
     spans: read span-N/ sub-folders (latest span by default).
+    span: with spans, read this span instead of the latest.
+    train_spans: with spans, train on the newest this-many spans ingested so
+      far (a rolling window over this pipeline's history); evaluation always
+      uses the newest span's eval split.
     enable_cache: reuse results of unchanged components.
     beam_args: passed to every Beam-based component.
     seed: seed for training (shuffling, initialisation).
@@ -71,6 +75,8 @@ class PipelineConfig:
   max_regression: float = 0.0
   min_valid_fraction: float = 0.5
   spans: bool = False
+  span: Optional[int] = None
+  train_spans: int = 1
   enable_cache: bool = True
   beam_args: List[str] = dataclasses.field(
       default_factory=lambda: ['--direct_running_mode=in_memory'])
@@ -112,6 +118,10 @@ def validate(config: PipelineConfig) -> Optional[str]:
   if unknown:
     return (f'--threshold: unknown metric(s) {unknown}; known: '
             f'{list(features.METRIC_NAMES)}')
+  if (config.span is not None or config.train_spans != 1) and not config.spans:
+    return '--span and --train-spans need --spans'
+  if config.train_spans < 1 or (config.span is not None and config.span < 0):
+    return '--train-spans must be at least 1 and --span not negative'
   if config.epochs < 1 or config.batch_size < 1:
     return '--epochs and --batch-size must be at least 1'
   if not 0.0 <= config.min_valid_fraction <= 1.0:

@@ -4,7 +4,9 @@ from typing import Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.proto import range_config_pb2
 
+from components import data_gate
 from components import evaluation
 from components.example_gen import component as example_gen_component
 from pipeline import config as config_lib
@@ -17,11 +19,35 @@ EXAMPLE_GEN = 'PetExampleGen'
 STATISTICS_GEN = 'StatisticsGen'
 SCHEMA_GEN = 'ImportSchemaGen'
 EXAMPLE_VALIDATOR = 'ExampleValidator'
+DATA_GATE = 'DataValidationGate'
 TRANSFORM = 'Transform'
+TRAINING_SPANS_RESOLVER = 'TrainingSpansResolver'
 TRAINER = 'Trainer'
 BASELINE_RESOLVER = 'LatestBlessedModelResolver'
 EVALUATOR = 'Evaluator'
 PUSHER = 'Pusher'
+
+
+def _training_examples(config: config_lib.PipelineConfig, example_gen):
+  """The Examples to train on: this run's, or the newest N spans ingested so far.
+
+  A rolling window uses TFX's SpanRangeStrategy over every Examples artifact
+  the ExampleGen has produced in this pipeline's metadata (past runs included),
+  so a scheduled run that ingests one new span trains on the last N.
+  """
+  if config.train_spans == 1:
+    return [], example_gen.outputs['examples']
+  resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+      config={'range_config': range_config_pb2.RangeConfig(
+          rolling_range=range_config_pb2.RollingRange(
+              num_spans=config.train_spans))},
+      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=EXAMPLE_GEN,
+                               output_key='examples'),
+  ).with_id(TRAINING_SPANS_RESOLVER)
+  resolver.add_upstream_node(example_gen)  # this run's span first
+  return [resolver], resolver.outputs['examples']
 
 
 def create_pipeline(
@@ -41,18 +67,24 @@ def create_pipeline(
   """
   example_gen = example_gen_component.create_example_gen(
       config.data_root, spans=config.spans,
-      min_valid_fraction=config.min_valid_fraction).with_id(EXAMPLE_GEN)
+      min_valid_fraction=config.min_valid_fraction,
+      span=config.span).with_id(EXAMPLE_GEN)
   examples = example_gen.outputs['examples']
+  extra_nodes, training_examples = _training_examples(config, example_gen)
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
   schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_PATH)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
+  gate = data_gate.DataValidationGate(
+      anomalies=example_validator.outputs['anomalies']).with_id(DATA_GATE)
   transform = tfx.components.Transform(
-      examples=examples, schema=schema_gen.outputs['schema'],
+      examples=training_examples, schema=schema_gen.outputs['schema'],
       preprocessing_fn=config_lib.PREPROCESSING_FN,
       custom_config={'code_fingerprint': config_lib.code_fingerprint(
           *config_lib.TRANSFORM_CODE)})
+  # Nothing trains on data that breaks the schema.
+  transform.add_upstream_node(gate)
   trainer = tfx.components.Trainer(
       run_fn=config_lib.RUN_FN,
       examples=transform.outputs['transformed_examples'],
@@ -82,7 +114,7 @@ def create_pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator,
-                  transform, trainer, baseline_resolver, evaluator, pusher],
+                  gate, *extra_nodes, transform, trainer, baseline_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=(
           metadata_connection_config or

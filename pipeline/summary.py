@@ -32,9 +32,19 @@ def _latest_run(store, pipeline_name: str) -> metadata_store_pb2.Context:
               if c.type == 'pipeline_run')
 
 
+def _by_key(events, artifacts, types) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+  """{event path key (e.g. 'examples'): [artifacts]} for events of the given types."""
+  result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+  for event in events:
+    if event.type in types:
+      result.setdefault(event.path.steps[0].key, []).append(
+          artifacts[event.artifact_id])
+  return result
+
+
 def read_run(store, pipeline_name: str,
              run_id: Optional[str] = None) -> Dict[str, Any]:
-  """Per node id of a run (default the latest): state, seconds, outputs {key: [artifacts]}."""
+  """Per node id of a run (default the latest): state, seconds, inputs, outputs."""
   run = (store.get_context_by_type_and_name('pipeline_run', run_id) if run_id
          else _latest_run(store, pipeline_name))
   nodes = {}
@@ -45,19 +55,16 @@ def read_run(store, pipeline_name: str,
                 for c in store.get_contexts_by_execution(execution.id)
                 if c.type == 'node')
     events = store.get_events_by_execution_ids([execution.id])
-    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
-    out_events = [e for e in events
-                  if e.type in (metadata_store_pb2.Event.OUTPUT,
-                                metadata_store_pb2.Event.DECLARED_OUTPUT)]
     artifacts = {a.id: a for a in store.get_artifacts_by_id(
-        [e.artifact_id for e in out_events])}
-    for event in out_events:
-      outputs.setdefault(event.path.steps[0].key, []).append(
-          artifacts[event.artifact_id])
+        [e.artifact_id for e in events])}
+    outputs = _by_key(events, artifacts, (metadata_store_pb2.Event.OUTPUT,
+                                          metadata_store_pb2.Event.DECLARED_OUTPUT))
+    inputs = _by_key(events, artifacts, (metadata_store_pb2.Event.INPUT,))
     nodes[node] = {
         'state': _STATES.get(execution.last_known_state, 'UNKNOWN'),
         'seconds': (execution.last_update_time_since_epoch -
                     execution.create_time_since_epoch) / 1000.0,
+        'inputs': inputs,
         'outputs': outputs,
     }
   return {'run_id': run.name, 'nodes': nodes}
@@ -95,12 +102,14 @@ def _failed_checks(evaluation_uri: str) -> List[str]:
           for f in per_slice.failures]
 
 
-def build_summary(config: config_lib.PipelineConfig, store) -> Dict[str, Any]:
+def build_summary(config: config_lib.PipelineConfig, store,
+                  error: Optional[str] = None) -> Dict[str, Any]:
   """The run summary dict (see README) for the latest run of the pipeline."""
   run = read_run(store, config.pipeline_name)
   nodes = run['nodes']
   summary: Dict[str, Any] = {
-      'data_root': config.data_root, 'run_id': run['run_id'], 'blessed': False,
+      'data_root': config.data_root, 'run_id': run['run_id'], 'error': error,
+      'blessed': False,
       'metrics': {}, 'baseline_metrics': None, 'failed_checks': [],
       'pushed_model': None, 'examples': {}, 'quarantine': None, 'model': None,
       'components': {n: {'state': v['state'], 'seconds': v['seconds']}
@@ -114,6 +123,7 @@ def build_summary(config: config_lib.PipelineConfig, store) -> Dict[str, Any]:
         examples, example_gen_executor.NUM_REJECTED_PROPERTY)
     summary['quarantine'] = _prop(
         examples, example_gen_executor.QUARANTINE_URI_PROPERTY)
+    summary['examples']['span'] = _prop(examples, 'span')
   model = _only(nodes, pipeline_lib.TRAINER, 'model')
   if model is not None:
     report_path = os.path.join(model.uri, trainer_lib.REPORT_JSON)
@@ -138,9 +148,11 @@ def build_summary(config: config_lib.PipelineConfig, store) -> Dict[str, Any]:
 
 
 def write_summary(config: config_lib.PipelineConfig,
-                  connection_config: metadata_store_pb2.ConnectionConfig) -> Dict[str, Any]:
+                  connection_config: metadata_store_pb2.ConnectionConfig,
+                  error: Optional[str] = None) -> Dict[str, Any]:
   """Builds the summary of the latest run and writes it to config.summary_path."""
-  summary = build_summary(config, metadata_store.MetadataStore(connection_config))
+  summary = build_summary(config, metadata_store.MetadataStore(connection_config),
+                          error)
   with tf.io.gfile.GFile(config.summary_path, 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   return summary

@@ -19,6 +19,7 @@ REAL_SAMPLE = REPO.parent / 'shared' / 'data' / 'oxford_pets_sample'
 E2E_TRAIN, E2E_TEST = 48, 16
 E2E_ARGS = ['--epochs', '8', '--batch-size', '4']
 NODES = {'PetExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+         'DataValidationGate',
          'Transform', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator', 'Pusher'}
 
 

@@ -43,7 +43,8 @@ def test_first_run_executes_every_component_and_pushes(e2e):
 
 def test_summary_matches_artifacts(e2e):
   first, out = e2e['first'], e2e['out']
-  assert first['examples'] == {'train': E2E_TRAIN, 'eval': E2E_TEST, 'rejected': 0}
+  assert first['examples'] == {'train': E2E_TRAIN, 'eval': E2E_TEST, 'rejected': 0,
+                               'span': 0}
   examples = _node_outputs(out, first['run_id'], 'PetExampleGen', 'examples')[0]
   assert _count_records(os.path.join(examples.uri, 'Split-train')) == E2E_TRAIN
   assert _count_records(os.path.join(examples.uri, 'Split-eval')) == E2E_TEST

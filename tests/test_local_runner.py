@@ -53,4 +53,34 @@ def test_no_valid_examples_fails_with_reason(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 1
   assert len(err) == 1 and 'no valid examples' in err[0], err
-  assert not (tmp_path / 'out' / 'run_summary.json').exists()
+  summary = json.loads((tmp_path / 'out' / 'run_summary.json').read_text())
+  assert 'no valid examples' in summary['error']
+  assert summary['components']['PetExampleGen']['state'] == 'FAILED'
+  assert 'Trainer' not in summary['components']
+  assert summary['pushed_model'] is None
+
+
+def test_schema_anomalies_stop_training(tmp_path, capsys):
+  from pipeline import synthetic_pets  # pylint: disable=g-import-not-at-top
+  root = tmp_path / 'pets'
+  synthetic_pets.generate(root, num_trainval=6, num_test=3, min_size=128,
+                          max_size=140)
+  # class_id 99 is outside the schema's int_domain [1, 37].
+  listing = root / 'annotations' / 'trainval.txt'
+  lines = listing.read_text().splitlines()
+  first = next(i for i, l in enumerate(lines) if not l.startswith('#'))
+  name = lines[first].split()[0]
+  lines[first] = f'{name} 99 1 1'
+  listing.write_text('\n'.join(lines) + '\n')
+  code = local_runner.main(['--data-root', str(root), '--output-dir',
+                            str(tmp_path / 'out')])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1
+  assert len(err) == 1 and 'data validation failed' in err[0], err
+  summary = json.loads((tmp_path / 'out' / 'run_summary.json').read_text())
+  assert 'train: class_id:' in summary['error']
+  states = {n: c['state'] for n, c in summary['components'].items()}
+  assert states['ExampleValidator'] == 'COMPLETE'
+  assert states['DataValidationGate'] == 'FAILED'
+  assert not {'Transform', 'Trainer', 'Evaluator', 'Pusher'} & set(states)
+  assert summary['examples']['train'] == 6  # ingested fine; the schema said no

@@ -25,7 +25,7 @@ def create_example_gen(
     data_root: str,
     spans: bool = False,
     min_valid_fraction: float = executor.DEFAULT_MIN_VALID_FRACTION,
-    range_config: Optional[range_config_pb2.RangeConfig] = None,
+    span: Optional[int] = None,
 ) -> FileBasedExampleGen:
   """Builds the ExampleGen component for an Oxford-IIIT Pet layout folder.
 
@@ -33,8 +33,13 @@ def create_example_gen(
     data_root: the folder holding images/ and annotations/ (or span-N/ folders).
     spans: read `span-N/` sub-folders through TFX's span mechanism.
     min_valid_fraction: fail the run when fewer listed pairs are valid.
-    range_config: which spans to read (default: the latest).
+    span: with spans, this span instead of the latest (TFX static range).
   """
+  range_config = None
+  if span is not None:
+    range_config = range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(
+            start_span_number=span, end_span_number=span))
   return FileBasedExampleGen(
       input_base=data_root,
       input_config=input_config(spans),
