@@ -35,6 +35,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      default=True, help='train the MobileNetV2 encoder too (default)')
   group.add_argument('--freeze-encoder', dest='train_encoder', action='store_false',
                      help='train only the decoder (needs pretrained encoder weights)')
+  p.add_argument('--fine-tune-blocks', type=int, default=0, metavar='K',
+                 help='after --epochs, unfreeze the top K encoder blocks (0 = off)')
+  p.add_argument('--fine-tune-epochs', type=int, default=0)
+  p.add_argument('--fine-tune-learning-rate', type=float, default=1e-4)
+  p.add_argument('--early-stopping-patience', type=int, default=5,
+                 help='epochs without a lower eval loss before stopping; best '
+                      'weights are kept (0 = off)')
   p.add_argument('--min-mean-iou', type=float, default=0.0,
                  help='absolute lower bound on eval mean IoU for blessing')
   p.add_argument('--threshold', action='append', default=[], metavar='METRIC=MIN',
@@ -80,6 +87,10 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
       epochs=args.epochs, batch_size=args.batch_size,
       learning_rate=args.learning_rate,
       encoder_weights=args.encoder_weights, train_encoder=args.train_encoder,
+      fine_tune_blocks=args.fine_tune_blocks,
+      fine_tune_epochs=args.fine_tune_epochs,
+      fine_tune_learning_rate=args.fine_tune_learning_rate,
+      early_stopping_patience=args.early_stopping_patience,
       min_mean_iou=args.min_mean_iou, lower_bounds=_thresholds(args.threshold),
       max_regression=args.max_regression,
       min_valid_fraction=args.min_valid_fraction, spans=args.spans,

@@ -107,6 +107,38 @@ def build_unet(encoder_weights: str = 'none', train_encoder: bool = True,
     return keras.Model(inputs=inputs, outputs=logits, name='unet')
 
 
+def _block_number(layer_name: str) -> int:
+    """MobileNetV2 block of a layer: 'block_13_expand' -> 13; stem layers -> 0."""
+    parts = layer_name.split('_')
+    return int(parts[1]) if parts[0] == 'block' and parts[1].isdigit() else 0
+
+
+def unfreeze_top_blocks(model: keras.Model, num_blocks: int) -> int:
+    """Makes the top `num_blocks` encoder blocks trainable (fine-tuning phase).
+
+    BatchNormalization layers stay frozen, as Keras' transfer-learning guide
+    advises: with small fine-tuning batches, updating their statistics would
+    undo what the pretrained encoder learned. Recompile the model afterwards.
+
+    Args:
+      model: a model from `build_unet`.
+      num_blocks: how many of the encoder's deepest blocks (16, 15, ...) to train.
+
+    Returns:
+      The number of encoder layers made trainable.
+    """
+    encoder = model.get_layer('encoder')
+    encoder.trainable = True
+    first = max(_block_number(name) for name in SKIP_LAYER_NAMES) - num_blocks + 1
+    unfrozen = 0
+    for layer in encoder.layers:
+        trainable = (_block_number(layer.name) >= first and
+                     not isinstance(layer, keras.layers.BatchNormalization))
+        layer.trainable = trainable
+        unfrozen += int(trainable and bool(layer.weights))
+    return unfrozen
+
+
 def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 

@@ -53,26 +53,81 @@ def _write_report(model: keras.Model, model_dir: str) -> Dict[str, Any]:
   return report
 
 
+def choose_strategy() -> tf.distribute.Strategy:
+  """The tf.distribute strategy for this process's devices.
+
+  MultiWorkerMirroredStrategy when TF_CONFIG names a cluster of several
+  workers; MirroredStrategy over several local GPUs, or over several logical
+  CPUs (how tests exercise it); else the default (single-device) strategy.
+  """
+  cluster = json.loads(os.environ.get('TF_CONFIG', '{}')).get('cluster', {})
+  if sum(len(v) for k, v in cluster.items() if k in ('chief', 'worker')) > 1:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  for kind in ('GPU', 'CPU'):
+    devices = tf.config.list_logical_devices(kind)
+    if len(devices) > 1:
+      return tf.distribute.MirroredStrategy([d.name for d in devices])
+  return tf.distribute.get_strategy()
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+  model.compile(
+      optimizer=keras.optimizers.Adam(learning_rate),
+      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=['accuracy'])
+
+
+def _callbacks(config: Dict[str, Any], run_dir: str) -> list:
+  """TensorBoard logs always; early stopping on eval loss when patience > 0."""
+  callbacks = [keras.callbacks.TensorBoard(log_dir=run_dir)]
+  if config['early_stopping_patience'] > 0:
+    # Keeps the weights of the epoch with the lowest eval loss.
+    callbacks.append(keras.callbacks.EarlyStopping(
+        monitor='val_loss', patience=config['early_stopping_patience'],
+        restore_best_weights=True))
+  return callbacks
+
+
+def train(config: Dict[str, Any], train_data: tf.data.Dataset,
+          eval_data: tf.data.Dataset, run_dir: str,
+          strategy: tf.distribute.Strategy) -> keras.Model:
+  """Builds and fits the U-Net: decoder (or all) first, then optional fine-tuning.
+
+  Phase 1 trains with the configured encoder setting for `epochs`. When
+  `fine_tune_blocks` > 0, phase 2 unfreezes the encoder's top blocks and trains
+  `fine_tune_epochs` more at `fine_tune_learning_rate` (lower, so the
+  pretrained features are adjusted rather than overwritten).
+  """
+  with strategy.scope():
+    model = model_lib.build_unet(encoder_weights=config['encoder_weights'],
+                                 train_encoder=config['train_encoder'])
+    compile_model(model, config['learning_rate'])
+  model.fit(train_data, validation_data=eval_data, epochs=config['epochs'],
+            callbacks=_callbacks(config, run_dir), verbose=2)
+  if config['fine_tune_blocks'] > 0 and config['fine_tune_epochs'] > 0:
+    with strategy.scope():
+      model_lib.unfreeze_top_blocks(model, config['fine_tune_blocks'])
+      compile_model(model, config['fine_tune_learning_rate'])
+    model.fit(train_data, validation_data=eval_data,
+              epochs=config['epochs'] + config['fine_tune_epochs'],
+              initial_epoch=config['epochs'],
+              callbacks=_callbacks(config, run_dir), verbose=2)
+  return model
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """TFX Trainer entry point (referenced as `components.trainer.run_fn`)."""
   config = fn_args.custom_config
   keras.utils.set_random_seed(config['seed'])
+  strategy = choose_strategy()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  # The configured batch size is the global one, split across replicas.
   batch_size = config['batch_size']
-  train = _dataset(fn_args, fn_args.train_files, tf_transform_output,
-                   batch_size, training=True, seed=config['seed'])
-  evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
-                        batch_size, training=False, seed=config['seed'])
-
-  model = model_lib.build_unet(encoder_weights=config['encoder_weights'],
-                               train_encoder=config['train_encoder'])
-  model.compile(
-      optimizer=keras.optimizers.Adam(config['learning_rate']),
-      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-      metrics=['accuracy'])
-  model.fit(train, validation_data=evaluation, epochs=config['epochs'],
-            callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)],
-            verbose=2)
+  train_data = _dataset(fn_args, fn_args.train_files, tf_transform_output,
+                        batch_size, training=True, seed=config['seed'])
+  eval_data = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
+                       batch_size, training=False, seed=config['seed'])
+  model = train(config, train_data, eval_data, fn_args.model_run_dir, strategy)
 
   # The report sits in the model artifact, beside (not inside) Format-Serving.
   _write_report(model, os.path.dirname(fn_args.serving_model_dir))

@@ -49,6 +49,12 @@ class PipelineConfig:
     learning_rate: Adam learning rate.
     encoder_weights: 'imagenet' (from the local Keras cache), 'none', or a path.
     train_encoder: train the MobileNetV2 encoder too (else only the decoder).
+    fine_tune_blocks: after `epochs`, unfreeze this many of the encoder's top
+      blocks (0 = no fine-tuning phase).
+    fine_tune_epochs: epochs of the fine-tuning phase.
+    fine_tune_learning_rate: its (lower) learning rate.
+    early_stopping_patience: stop after this many epochs without a lower eval
+      loss and keep the best weights (0 = off).
     min_mean_iou: absolute lower bound on the eval mean IoU for blessing.
     lower_bounds: further absolute lower bounds, metric name -> value.
     max_regression: how much the candidate's mean IoU may fall below the
@@ -70,6 +76,10 @@ class PipelineConfig:
   learning_rate: float = 1e-3
   encoder_weights: str = 'none'
   train_encoder: bool = True
+  fine_tune_blocks: int = 0
+  fine_tune_epochs: int = 0
+  fine_tune_learning_rate: float = 1e-4
+  early_stopping_patience: int = 5
   min_mean_iou: float = 0.0
   lower_bounds: Dict[str, float] = dataclasses.field(default_factory=dict)
   max_regression: float = 0.0
@@ -109,6 +119,10 @@ class PipelineConfig:
             'learning_rate': self.learning_rate,
             'encoder_weights': self.encoder_weights,
             'train_encoder': self.train_encoder, 'seed': self.seed,
+            'fine_tune_blocks': self.fine_tune_blocks,
+            'fine_tune_epochs': self.fine_tune_epochs,
+            'fine_tune_learning_rate': self.fine_tune_learning_rate,
+            'early_stopping_patience': self.early_stopping_patience,
             'code_fingerprint': code_fingerprint(*TRAINER_CODE)}
 
 
@@ -122,6 +136,8 @@ def validate(config: PipelineConfig) -> Optional[str]:
     return '--span and --train-spans need --spans'
   if config.train_spans < 1 or (config.span is not None and config.span < 0):
     return '--train-spans must be at least 1 and --span not negative'
+  if not 0 <= config.fine_tune_blocks <= 16 or config.fine_tune_epochs < 0:
+    return '--fine-tune-blocks must be within [0, 16] and --fine-tune-epochs >= 0'
   if config.epochs < 1 or config.batch_size < 1:
     return '--epochs and --batch-size must be at least 1'
   if not 0.0 <= config.min_valid_fraction <= 1.0:

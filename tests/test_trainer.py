@@ -1,0 +1,87 @@
+"""Trainer pieces: augmentation, fine-tuning schedule, tf.distribute on two devices."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import model as model_lib
+from components import trainer
+from tests.conftest import REPO
+
+CONFIG = {'encoder_weights': 'none', 'train_encoder': True, 'learning_rate': 1e-3,
+          'epochs': 1, 'fine_tune_blocks': 0, 'fine_tune_epochs': 0,
+          'fine_tune_learning_rate': 1e-4, 'early_stopping_patience': 0, 'seed': 0}
+
+
+def _tiny_data(n=4, batch=2):
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, (n, 128, 128, 3)).astype('float32')
+  masks = rng.integers(0, 3, (n, 128, 128, 1)).astype('int64')
+  return tf.data.Dataset.from_tensor_slices((images, masks)).batch(batch)
+
+
+def test_random_flip_moves_image_and_mask_together():
+  # The mask is a function of the image, so any flip that treats them
+  # differently breaks the relation somewhere.
+  image = tf.random.stateless_uniform([16, 128, 128, 3], seed=[1, 2])
+  mask = tf.cast(image[..., :1] * 3, tf.int64)
+  flipped_image, flipped_mask = trainer._random_flip(image, mask)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(tf.cast(flipped_image[..., :1] * 3, tf.int64), flipped_mask)
+  changed = np.any(flipped_image.numpy() != image.numpy(), axis=(1, 2, 3))
+  assert 0 < changed.sum() < 16  # per example: some flipped, some not
+
+
+def test_fine_tuning_unfreezes_only_the_top_blocks(tmp_path):
+  keras.backend.clear_session()
+  weights = tmp_path / 'encoder.weights.h5'
+  keras.applications.MobileNetV2(input_shape=[128, 128, 3], include_top=False,
+                                 weights=None).save_weights(weights)
+  config = dict(CONFIG, encoder_weights=str(weights), train_encoder=False,
+                fine_tune_blocks=2, fine_tune_epochs=1)
+  reference = model_lib.build_unet(str(weights), train_encoder=False)
+  before = {w.path: w.numpy() for w in reference.get_layer('encoder').weights}
+
+  model = trainer.train(config, _tiny_data(), _tiny_data(), str(tmp_path / 'logs'),
+                        tf.distribute.get_strategy())
+  encoder = model.get_layer('encoder')
+  changed = {layer.name for layer in encoder.layers for w in layer.weights
+             if not np.allclose(w.numpy(), before[w.path])}
+  assert changed, 'fine-tuning trained nothing in the encoder'
+  # Only blocks 15 and 16 moved, and never a BatchNorm layer.
+  assert all(name.startswith(('block_15_', 'block_16_')) for name in changed), changed
+  assert not any(isinstance(encoder.get_layer(n), keras.layers.BatchNormalization)
+                 for n in changed)
+  report = model_lib.parameter_report(model)['totals']
+  assert 4_660_323 < report['trainable_params'] < 6_471_395
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+  # Logical devices must be set before TF initialises: a fresh process.
+  script = textwrap.dedent(f'''
+      import json, sys
+      sys.path.insert(0, {str(REPO)!r})
+      import tensorflow as tf
+      cpu = tf.config.list_physical_devices('CPU')[0]
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+      from components import trainer
+      from tests.test_trainer import CONFIG, _tiny_data
+      strategy = trainer.choose_strategy()
+      model = trainer.train(CONFIG, _tiny_data(), _tiny_data(), {str(tmp_path)!r}, strategy)
+      kernel = model.get_layer('final').kernel
+      print(json.dumps({{'strategy': type(strategy).__name__,
+                        'replicas': strategy.num_replicas_in_sync,
+                        'variable': type(kernel.value).__name__}}))
+  ''')
+  result = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          text=True, timeout=600, check=False, cwd=REPO)
+  assert result.returncode == 0, result.stderr[-3000:]
+  facts = json.loads(result.stdout.strip().splitlines()[-1])
+  assert facts['strategy'] == 'MirroredStrategy'
+  assert facts['replicas'] == 2
+  assert facts['variable'] == 'MirroredVariable'
