@@ -4,7 +4,8 @@
 
 Exit status: 0 when the run completed (blessed or not); 3 with
 --require-blessing when the model was not blessed; 2 for bad arguments or
-data root; 1 when a component failed (the reason is printed on one line).
+data root; 4 when another run holds --output-dir; 1 when a component failed
+(the reason is printed on one line).
 """
 import argparse
 import logging
@@ -15,8 +16,9 @@ import warnings
 from typing import List, Optional
 
 from pipeline import config as config_lib
+from pipeline import run_lock
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -58,8 +60,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  help='with --spans: train on the newest N spans ingested so far')
   p.add_argument('--beam-arg', action='append', default=[],
                  help='passed to Beam, e.g. --beam-arg=--direct_num_workers=2 (repeatable)')
+  p.add_argument('--report-images', type=int, default=8, metavar='N',
+                 help='eval images pictured in <output>/report/index.html (0 = no report)')
   p.add_argument('--no-cache', action='store_true',
                  help='re-execute every component even if its inputs did not change')
+  p.add_argument('--wait-for-lock', type=float, default=0.0, metavar='SECONDS',
+                 help='if another run uses --output-dir, wait this long for it '
+                      '(default: refuse at once, exit 4)')
   p.add_argument('--require-blessing', action='store_true',
                  help='exit 3 when the model is not blessed')
   p.add_argument('--verbose', action='store_true', help='show TFX/Beam logs')
@@ -109,7 +116,8 @@ def _quiet() -> None:
   absl_logging.set_verbosity(absl_logging.ERROR)
 
 
-def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
+def run(config: config_lib.PipelineConfig, verbose: bool = False,
+        report_images: int = 0) -> dict:
   """Runs the pipeline with LocalDagRunner and returns the run summary.
 
   The summary is written even when a component fails: it then carries the
@@ -135,7 +143,14 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False) -> dict:
     except Exception:  # pylint: disable=broad-except
       pass  # Nothing recorded (e.g. the first node failed to start): no summary.
     raise
-  return summary_lib.write_summary(config, connection)
+  summary = summary_lib.build_summary(
+      config, summary_lib.metadata_store.MetadataStore(connection))
+  if report_images > 0 and summary['model'] and summary['metrics']:
+    from pipeline import report  # pylint: disable=g-import-not-at-top
+    summary['report'] = report.write_report(summary, config.output_dir,
+                                            report_images)
+  summary_lib.save_summary(config, summary)
+  return summary
 
 
 def one_line(error: Exception) -> str:
@@ -158,7 +173,12 @@ def main(argv: Optional[List[str]] = None) -> int:
   print(f'Running the pipeline on {config.data_root} -> {config.output_dir}',
         flush=True)
   try:
-    summary = run(config, verbose=args.verbose)
+    with run_lock.run_lock(config.output_dir, args.wait_for_lock):
+      summary = run(config, verbose=args.verbose,
+                    report_images=args.report_images)
+  except run_lock.RunInProgressError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_BUSY
   except Exception as e:  # pylint: disable=broad-except
     if args.verbose:
       traceback.print_exc()

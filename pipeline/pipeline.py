@@ -8,6 +8,7 @@ from tfx.proto import range_config_pb2
 
 from components import data_gate
 from components import evaluation
+from components import pusher as pusher_lib
 from components.example_gen import component as example_gen_component
 from pipeline import config as config_lib
 
@@ -103,12 +104,12 @@ def create_pipeline(
       eval_config=evaluation.create_eval_config(
           config.all_lower_bounds(),
           {evaluation.MEAN_IOU: config.max_regression}))
-  pusher = tfx.components.Pusher(
+  pusher = pusher_lib.AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+              base_directory=config.serving_model_dir))).with_id(PUSHER)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

@@ -111,7 +111,8 @@ def build_summary(config: config_lib.PipelineConfig, store,
       'data_root': config.data_root, 'run_id': run['run_id'], 'error': error,
       'blessed': False,
       'metrics': {}, 'baseline_metrics': None, 'failed_checks': [],
-      'pushed_model': None, 'examples': {}, 'quarantine': None, 'model': None,
+      'pushed_model': None, 'examples': {}, 'examples_uri': None,
+      'quarantine': None, 'model': None, 'report': None,
       'components': {n: {'state': v['state'], 'seconds': v['seconds']}
                      for n, v in nodes.items()},
   }
@@ -124,6 +125,7 @@ def build_summary(config: config_lib.PipelineConfig, store,
     summary['quarantine'] = _prop(
         examples, example_gen_executor.QUARANTINE_URI_PROPERTY)
     summary['examples']['span'] = _prop(examples, 'span')
+    summary['examples_uri'] = examples.uri
   model = _only(nodes, pipeline_lib.TRAINER, 'model')
   if model is not None:
     report_path = os.path.join(model.uri, trainer_lib.REPORT_JSON)
@@ -153,9 +155,13 @@ def write_summary(config: config_lib.PipelineConfig,
   """Builds the summary of the latest run and writes it to config.summary_path."""
   summary = build_summary(config, metadata_store.MetadataStore(connection_config),
                           error)
+  save_summary(config, summary)
+  return summary
+
+
+def save_summary(config: config_lib.PipelineConfig, summary: Dict[str, Any]) -> None:
   with tf.io.gfile.GFile(config.summary_path, 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
-  return summary
 
 
 def format_summary(summary: Dict[str, Any]) -> str:
@@ -175,6 +181,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
   lines.append(f"  blessed: {'yes' if summary['blessed'] else 'no'}")
   lines.extend(f'    failed: {c}' for c in summary['failed_checks'])
   lines.append(f"  pushed model: {summary['pushed_model'] or 'none'}")
+  if summary.get('report'):
+    lines.append(f"  report: {summary['report']}")
   lines.append('  components: ' + ', '.join(
       f"{n} {c['seconds']:.1f}s{'' if c['state'] == 'COMPLETE' else ' ' + c['state'].lower()}"
       for n, c in summary['components'].items()))

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -90,3 +91,16 @@ def test_unreachable_bound_blocks_push_and_keeps_earlier_model(e2e):
   # Nothing new under serving_model/, and the earlier model is byte-identical.
   assert e2e['serving_after_second'] == e2e['serving_after_first']
   assert e2e['serving_after_first']  # there was a pushed model to protect
+
+
+def test_report_pictures_eval_images(e2e):
+  report = e2e['first']['report']
+  assert report == str(e2e['out'] / 'report' / 'index.html')
+  page = open(report).read()
+  pictures = sorted((e2e['out'] / 'report').glob('*.png'))
+  assert len(pictures) == 8  # the CLI default
+  for picture in pictures:
+    assert f'src="{picture.name}"' in page
+    width, height = Image.open(picture).size
+    assert (width, height) == (4 * 128 * 2, 128 * 2)  # 4 panels, shown x2
+  assert f"{e2e['first']['metrics']['mean_iou']:.4f}" in page
