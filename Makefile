@@ -11,7 +11,7 @@ DEMO_TEST ?= 48
 DEMO_EPOCHS ?= 10
 DEMO_BATCH ?= 8
 
-.PHONY: setup demo test benchmarks clean
+.PHONY: setup demo test benchmarks kfp-spec clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Kubeflow Pipelines v2 / Vertex spec (compiled offline; see README "Scaling out"), e.g.
+#   make kfp-spec KFP_IMAGE=REGION-docker.pkg.dev/P/R/pets:TAG KFP_ROOT=gs://BUCKET/pets-kfp
+KFP_IMAGE ?= pet-segmentation:latest
+KFP_ROOT ?= gs://YOUR-BUCKET/pet-segmentation
+KFP_ARGS ?=
+kfp-spec: $(STAMP)
+	$(PY) kubeflow_v2_runner.py --image $(KFP_IMAGE) --data-root $(KFP_ROOT)/data \
+	  --output-dir $(KFP_ROOT)/runs --output-file runs/pet_segmentation_pipeline.json $(KFP_ARGS)
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

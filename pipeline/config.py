@@ -34,7 +34,8 @@ def code_fingerprint(*modules: str) -> str:
 
 # The code each component runs (what its cache must see).
 TRANSFORM_CODE = ('features.py', 'transform.py')
-TRAINER_CODE = ('features.py', 'model.py', 'trainer.py', 'export.py')
+TRAINER_CODE = ('features.py', 'model.py', 'trainer.py', 'export.py',
+                'transform.py')
 
 
 @dataclasses.dataclass

@@ -55,13 +55,17 @@ def create_pipeline(
     config: config_lib.PipelineConfig,
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
+    schema_file: str = SCHEMA_PATH,
 ) -> tfx.dsl.Pipeline:
   """Builds the pet-segmentation pipeline from one config.
 
   Args:
     config: every knob of the run.
-    metadata_connection_config: ML Metadata store; default SQLite at
-      `config.metadata_path`.
+    metadata_connection_config: ML Metadata store; None leaves it to the
+      orchestrator (Kubeflow/Vertex bring their own; local_runner passes
+      SQLite at `config.metadata_path`).
+    schema_file: the curated schema as the components see it (this
+      checkout's schemas/schema.pbtxt; inside a container image, its copy).
 
   Returns:
     The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
@@ -73,7 +77,7 @@ def create_pipeline(
   examples = example_gen.outputs['examples']
   extra_nodes, training_examples = _training_examples(config, example_gen)
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_PATH)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
@@ -117,8 +121,5 @@ def create_pipeline(
       components=[example_gen, statistics_gen, schema_gen, example_validator,
                   gate, *extra_nodes, transform, trainer, baseline_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
-      metadata_connection_config=(
-          metadata_connection_config or
-          tfx.orchestration.metadata.sqlite_metadata_connection_config(
-              config.metadata_path)),
+      metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=config.beam_args)

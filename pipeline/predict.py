@@ -8,8 +8,10 @@ MODEL is an exported SavedModel directory, or a pipeline output directory
 .jpg/.jpeg/.png files, sorted. For each image this writes
   DIR/<stem>_mask.png     uint8 class ids (0=pet 1=background 2=border), image size
   DIR/<stem>_overlay.png  the image with the pet tinted green and its border yellow
-A file that cannot be segmented (missing, unreadable, not an image) is reported
-on stderr with its reason and skipped.
+(<stem>_2, ... when inputs share a stem). A file that cannot be segmented
+(missing, unreadable, not an image) is reported on stderr with its reason and
+skipped. Images go to the model in batches; with many files a progress line
+goes to stderr every 64 images.
 
 Exit status: 0 when at least one image was segmented, 1 when none was, 2 for bad
 usage or a MODEL that is not a usable model.
@@ -31,7 +33,7 @@ EXIT_OK, EXIT_NONE_SEGMENTED, EXIT_USAGE = 0, 1, 2
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 SERVING_MODEL_DIR = 'serving_model'  # where the Pusher writes, under the output dir
 # Checked before TF sees the bytes, so a text file named .jpg gets a clear reason.
-_MAGIC = {b'\xff\xd8\xff': 'JPEG', b'\x89PNG\r\n\x1a\n': 'PNG'}
+_MAGIC = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n')  # JPEG, PNG
 TINTS = {features.PET: (0, 200, 0), features.BORDER: (255, 220, 0)}
 ALPHA = 0.5
 PROGRESS_EVERY = 64  # images between progress lines on stderr
@@ -56,8 +58,10 @@ def resolve_model_dir(path: str) -> str:
   root = pathlib.Path(path)
   if (root / 'saved_model.pb').is_file():
     return str(root)
+  if not root.exists():
+    raise UsageError(f'model not found: {path} does not exist')
   if not root.is_dir():
-    raise UsageError(f'model not found: {path} is not a directory')
+    raise UsageError(f'model {path} is not a directory')
   serving = root / SERVING_MODEL_DIR
   if not serving.is_dir():
     raise UsageError(f'{path} is neither a SavedModel (no saved_model.pb) nor a '
@@ -124,18 +128,33 @@ def _output_stem(path: str, used: Dict[str, int]) -> str:
   return stem if used[stem] == 1 else f'{stem}_{used[stem]}'
 
 
-class Segmenter:
-  """Calls a SavedModel's serving_image_bytes signature on batches of images."""
+def _quiet_tf_import():
+  """Imports TF (late, so bad usage is reported without its ~10 s import).
 
-  def __init__(self, model_dir: str):
-    # Imported here so bad usage is reported without the ~10 s TF import. TF's
-    # C++ start-up chatter (and a dependency's Python-version notice) would bury
-    # the per-file reasons on stderr; real failures still raise.
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-    warnings.filterwarnings('ignore', category=FutureWarning, module='google.api_core')
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  TF's C++ start-up chatter and a dependency's Python-version notice would bury
+  the per-file reasons on stderr; real failures still raise.
+  """
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  warnings.filterwarnings('ignore', category=FutureWarning, module='google.api_core')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf
+
+
+class Segmenter:
+  """Calls a serving_image_bytes signature on batches of encoded images."""
+
+  def __init__(self, signature, owner=None):
     from components import export  # pylint: disable=g-import-not-at-top
-    self._tf = tf
+    self._tf = _quiet_tf_import()
+    self._signature = signature
+    self._input_key = export.IMAGE_BYTES_KEY
+    self._owner = owner  # the loaded SavedModel: owns the signature's variables
+
+  @classmethod
+  def load(cls, model_dir: str) -> 'Segmenter':
+    """From a SavedModel dir; UsageError if it cannot be loaded or lacks the signature."""
+    tf = _quiet_tf_import()
+    from components import export  # pylint: disable=g-import-not-at-top
     try:
       loaded = tf.saved_model.load(model_dir)
     except (OSError, ValueError, tf.errors.OpError) as e:
@@ -144,9 +163,7 @@ class Segmenter:
     if export.IMAGE_BYTES_SIGNATURE not in loaded.signatures:
       raise UsageError(f'model {model_dir} has no {export.IMAGE_BYTES_SIGNATURE} '
                        'signature (exported before it existed?)')
-    self._loaded = loaded  # keeps the signature's variables alive
-    self._signature = loaded.signatures[export.IMAGE_BYTES_SIGNATURE]
-    self._input_key = export.IMAGE_BYTES_KEY
+    return cls(loaded.signatures[export.IMAGE_BYTES_SIGNATURE], owner=loaded)
 
   def masks(self, encoded: List[bytes]) -> List[np.ndarray]:
     """uint8 class-id masks, each at its image's own size."""
@@ -154,7 +171,7 @@ class Segmenter:
     masks = out[features.CLASS_MASK_KEY].numpy()
     heights = out[features.HEIGHT_KEY].numpy()
     widths = out[features.WIDTH_KEY].numpy()
-    return [m[:h, :w].astype(np.uint8) for m, h, w in zip(masks, heights, widths)]
+    return [np.ascontiguousarray(m[:h, :w]) for m, h, w in zip(masks, heights, widths)]
 
   def masks_or_errors(self, encoded: List[bytes]) -> List:
     """Like `masks`; if the batch fails, per image: a mask or a ValueError."""
@@ -185,24 +202,31 @@ def _skip(path: str, reason) -> None:
   print(f'predict: skipped {path}: {reason}', file=sys.stderr)
 
 
+def _read_all(paths: List[str]) -> List[Tuple[str, bytes, Image.Image]]:
+  """(path, bytes, image) of the readable images; the others are reported."""
+  readable = []
+  for path in paths:
+    try:
+      readable.append((path, *read_image(path)))
+    except ValueError as e:
+      _skip(path, e)
+  return readable
+
+
 def segment_files(segmenter: Segmenter, files: List[str], out_dir: str,
                   batch_size: int) -> int:
   """Writes mask and overlay per file; returns how many were segmented."""
   done, used_stems = 0, {}
   for start in range(0, len(files), batch_size):
     batch = files[start:start + batch_size]
-    readable = []
-    for path in batch:
-      try:
-        readable.append((path, *read_image(path)))
-      except ValueError as e:
-        _skip(path, e)
+    readable = _read_all(batch)
     results = segmenter.masks_or_errors([data for _, data, _ in readable]) if readable else []
-    for (path, _, image), mask in zip(readable, results):
+    for (path, _, image), result in zip(readable, results):
+      if isinstance(result, ValueError):
+        _skip(path, result)
+        continue
       try:
-        if isinstance(mask, Exception):
-          raise mask
-        _write(out_dir, _output_stem(path, used_stems), image, mask)
+        _write(out_dir, _output_stem(path, used_stems), image, result)
         done += 1
       except (ValueError, OSError) as e:
         _skip(path, e)
@@ -246,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       os.makedirs(args.out, exist_ok=True)
     except OSError as e:
       raise UsageError(f'cannot create --out {args.out}: {e.strerror or e}') from None
-    segmenter = Segmenter(model_dir)
+    segmenter = Segmenter.load(model_dir)
   except UsageError as e:
     print(f'predict: {e}', file=sys.stderr)
     return EXIT_USAGE
