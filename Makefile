@@ -11,7 +11,7 @@ DEMO_TEST ?= 48
 DEMO_EPOCHS ?= 10
 DEMO_BATCH ?= 8
 
-.PHONY: setup demo test benchmarks kfp-spec clean
+.PHONY: setup demo test benchmarks kfp-spec clean mariadb
 
 setup: $(STAMP)
 
@@ -31,8 +31,23 @@ demo: $(STAMP)
 	$(PY) local_runner.py --data-root $(DEMO_DATA) --output-dir $(DEMO_OUT) \
 	  --epochs $(DEMO_EPOCHS) --batch-size $(DEMO_BATCH) --min-mean-iou 0.5
 
-test: $(STAMP)
+test: $(STAMP) mariadb
 	$(PY) -m pytest -q tests
+
+# The MySQL metadata tests start a private MariaDB server (tests/mysql_server.py):
+# they need its programs, not a running service. These two packages (Debian 12,
+# Ubuntu) never install or start one. Needs root or sudo; a no-op when present.
+MARIADB_PKGS := mariadb-server-core mariadb-client-core
+mariadb:
+	@if [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null && \
+	    command -v mariadb >/dev/null; then \
+	  echo "MariaDB present: $$(/usr/sbin/mariadbd --version)"; \
+	else \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(MARIADB_PKGS); \
+	fi
 
 # Kubeflow Pipelines v2 / Vertex spec (compiled offline; see README "Scaling out"), e.g.
 #   make kfp-spec KFP_IMAGE=REGION-docker.pkg.dev/P/R/pets:TAG KFP_ROOT=gs://BUCKET/pets-kfp

@@ -108,7 +108,10 @@ def build_config(args: argparse.Namespace,
   # paths (gs://... or a path inside the image), so they are used as given.
   config = dataclasses.replace(
       config, data_root=shared.data_root, output_dir=shared.output_dir,
-      pipeline_name=args.pipeline_name)
+      pipeline_name=args.pipeline_name,
+      # KFP/Vertex bring their own ML Metadata: local_runner's MySQL settings
+      # (flags or an exported MLMD_MYSQL_*) do not apply here.
+      metadata=config_lib.metadata_lib.MetadataConfig())
   if not _PIPELINE_NAME_RE.fullmatch(config.pipeline_name):
     raise ValueError(f'--pipeline-name {config.pipeline_name!r}: KFP needs '
                      '[a-z0-9][a-z0-9-]{0,127}')

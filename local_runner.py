@@ -1,11 +1,14 @@
-"""Runs the pet-segmentation pipeline locally: LocalDagRunner, Beam, SQLite ML Metadata.
+"""Runs the pet-segmentation pipeline locally: LocalDagRunner, Beam, ML Metadata.
+
+ML Metadata is SQLite in --output-dir unless a MySQL/MariaDB server is named
+(--metadata-mysql-host or MLMD_MYSQL_HOST; see pipeline/metadata.py).
 
   python local_runner.py --data-root DATA --output-dir runs/demo [--epochs N ...]
 
 Exit status: 0 when the run completed (blessed or not); 3 with
 --require-blessing when the model was not blessed; 2 for bad arguments or
 data root; 4 when another run holds --output-dir; 1 when a component failed
-(the reason is printed on one line).
+or the metadata server cannot be used (the reason is printed on one line).
 """
 import argparse
 import logging
@@ -16,6 +19,7 @@ import warnings
 from typing import List, Optional
 
 from pipeline import config as config_lib
+from pipeline import metadata as metadata_lib
 from pipeline import run_lock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_BUSY = 0, 1, 2, 3, 4
@@ -26,7 +30,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--data-root', required=True,
                  help='Oxford-IIIT Pet layout folder (images/, annotations/)')
   p.add_argument('--output-dir', required=True,
-                 help='pipeline root, metadata.db, serving_model/, run_summary.json')
+                 help='pipeline root, metadata.db (SQLite only), serving_model/, '
+                      'run_summary.json')
   p.add_argument('--epochs', type=int, default=10)
   p.add_argument('--batch-size', type=int, default=16)
   p.add_argument('--learning-rate', type=float, default=1e-3)
@@ -50,6 +55,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                  help='another absolute lower bound, e.g. iou_pet=0.5 (repeatable)')
   p.add_argument('--max-regression', type=float, default=0.0,
                  help='how far mean IoU may fall below the last blessed model')
+  p.add_argument('--max-regression-for', action='append', default=[],
+                 metavar='METRIC=MAX',
+                 help='a no-regression check on another metric, e.g. iou_pet=0.02 '
+                      '(repeatable)')
   p.add_argument('--min-valid-fraction', type=float, default=0.5,
                  help='fail when fewer listed image/trimap pairs are valid')
   p.add_argument('--spans', action='store_true',
@@ -70,6 +79,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--require-blessing', action='store_true',
                  help='exit 3 when the model is not blessed')
   p.add_argument('--verbose', action='store_true', help='show TFX/Beam logs')
+  mlmd = p.add_argument_group(
+      'ML Metadata on a MySQL/MariaDB server (default: SQLite <output-dir>/metadata.db)',
+      'Each flag falls back to its environment variable. The password comes only '
+      f'from {metadata_lib.ENV_PASSWORD}: command lines are visible to every user.')
+  mlmd.add_argument('--metadata-mysql-host', metavar='HOST',
+                    help=f'use this server ({metadata_lib.ENV_HOST})')
+  mlmd.add_argument('--metadata-mysql-port', type=int, metavar='N',
+                    help=f'({metadata_lib.ENV_PORT}, default {metadata_lib.DEFAULT_PORT})')
+  mlmd.add_argument('--metadata-mysql-database', metavar='NAME',
+                    help=f'created if missing ({metadata_lib.ENV_DATABASE}, '
+                         f'default {metadata_lib.DEFAULT_DATABASE})')
+  mlmd.add_argument('--metadata-mysql-user', metavar='NAME',
+                    help=f'({metadata_lib.ENV_USER})')
   return p.parse_args(argv)
 
 
@@ -82,7 +104,7 @@ def _thresholds(items: List[str]) -> dict:
     except ValueError:
       sep = ''
     if not sep:
-      raise ValueError(f'--threshold {item!r}: expected METRIC=NUMBER')
+      raise ValueError(f'{item!r}: expected METRIC=NUMBER')
   return bounds
 
 
@@ -100,10 +122,14 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
       early_stopping_patience=args.early_stopping_patience,
       min_mean_iou=args.min_mean_iou, lower_bounds=_thresholds(args.threshold),
       max_regression=args.max_regression,
+      max_regressions=_thresholds(args.max_regression_for),
       min_valid_fraction=args.min_valid_fraction, spans=args.spans,
       span=args.span, train_spans=args.train_spans,
       enable_cache=not args.no_cache,
-      beam_args=defaults.beam_args + args.beam_arg)
+      beam_args=defaults.beam_args + args.beam_arg,
+      metadata=metadata_lib.resolve(
+          host=args.metadata_mysql_host, port=args.metadata_mysql_port,
+          database=args.metadata_mysql_database, user=args.metadata_mysql_user))
 
 
 def _quiet() -> None:
@@ -132,8 +158,7 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False,
   if not verbose:
     _quiet()  # Again: importing TF/TFX resets some loggers.
   os.makedirs(config.output_dir, exist_ok=True)
-  connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-      config.metadata_path)
+  connection = config.metadata_connection_config()
   pipeline = pipeline_lib.create_pipeline(config, connection)
   try:
     tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -172,6 +197,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     return EXIT_USAGE
   print(f'Running the pipeline on {config.data_root} -> {config.output_dir}',
         flush=True)
+  if config.metadata.backend == metadata_lib.MYSQL:
+    print(f'ML Metadata: {config.metadata.describe(config.metadata_path)}', flush=True)
+    # Fails fast with a reason (MLMD's own error for a refused login is empty).
+    problem = metadata_lib.check_connection(config.metadata)
+    if problem:
+      print(f'error: {problem}', file=sys.stderr)
+      return EXIT_FAILED
   try:
     with run_lock.run_lock(config.output_dir, args.wait_for_lock):
       summary = run(config, verbose=args.verbose,

@@ -6,6 +6,7 @@ import pathlib
 from typing import Dict, List, Optional
 
 from components import features
+from pipeline import metadata as metadata_lib
 
 PIPELINE_NAME = 'pet_segmentation'
 # Module code referenced by dotted path (TFX template style): importable on
@@ -58,6 +59,7 @@ class PipelineConfig:
       loss and keep the best weights (0 = off).
     min_mean_iou: absolute lower bound on the eval mean IoU for blessing.
     lower_bounds: further absolute lower bounds, metric name -> value.
+    max_regressions: further no-regression tolerances, metric name -> value.
     max_regression: how much the candidate's mean IoU may fall below the
       baseline's and still be blessed (0 = not worse).
     min_valid_fraction: fail ingestion when fewer listed pairs are valid.
@@ -68,6 +70,8 @@ class PipelineConfig:
       uses the newest span's eval split.
     enable_cache: reuse results of unchanged components.
     beam_args: passed to every Beam-based component.
+    metadata: where ML Metadata lives: SQLite at `metadata_path` (default)
+      or a shared MySQL/MariaDB server (see pipeline/metadata.py).
     seed: seed for training (shuffling, initialisation).
   """
   data_root: str
@@ -84,6 +88,7 @@ class PipelineConfig:
   min_mean_iou: float = 0.0
   lower_bounds: Dict[str, float] = dataclasses.field(default_factory=dict)
   max_regression: float = 0.0
+  max_regressions: Dict[str, float] = dataclasses.field(default_factory=dict)
   min_valid_fraction: float = 0.5
   spans: bool = False
   span: Optional[int] = None
@@ -93,6 +98,8 @@ class PipelineConfig:
       default_factory=lambda: ['--direct_running_mode=in_memory'])
   seed: int = 0
   pipeline_name: str = PIPELINE_NAME
+  metadata: metadata_lib.MetadataConfig = dataclasses.field(
+      default_factory=metadata_lib.MetadataConfig)
 
   @property
   def pipeline_root(self) -> str:
@@ -100,7 +107,12 @@ class PipelineConfig:
 
   @property
   def metadata_path(self) -> str:
+    """The SQLite store (used only when no MySQL server is configured)."""
     return os.path.join(self.output_dir, 'metadata.db')
+
+  def metadata_connection_config(self):
+    """The ML Metadata `ConnectionConfig` for this run (SQLite or MySQL)."""
+    return metadata_lib.connection_config(self.metadata, self.metadata_path)
 
   @property
   def serving_model_dir(self) -> str:
@@ -109,6 +121,10 @@ class PipelineConfig:
   @property
   def summary_path(self) -> str:
     return os.path.join(self.output_dir, 'run_summary.json')
+
+  def all_max_regressions(self) -> Dict[str, float]:
+    """No-regression tolerances per metric, mean IoU included."""
+    return {features.MEAN_IOU: self.max_regression, **self.max_regressions}
 
   def all_lower_bounds(self) -> Dict[str, float]:
     """Absolute lower bounds per metric, mean IoU included."""
@@ -129,9 +145,13 @@ class PipelineConfig:
 
 def validate(config: PipelineConfig) -> Optional[str]:
   """Returns a one-line reason when the config cannot run, else None."""
-  unknown = sorted(set(config.lower_bounds) - set(features.METRIC_NAMES))
+  problem = metadata_lib.validate(config.metadata)
+  if problem:
+    return problem
+  unknown = sorted((set(config.lower_bounds) | set(config.max_regressions)) -
+                   set(features.METRIC_NAMES))
   if unknown:
-    return (f'--threshold: unknown metric(s) {unknown}; known: '
+    return (f'--threshold/--max-regression-for: unknown metric(s) {unknown}; known: '
             f'{list(features.METRIC_NAMES)}')
   if (config.span is not None or config.train_spans != 1) and not config.spans:
     return '--span and --train-spans need --spans'

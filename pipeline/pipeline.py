@@ -63,7 +63,8 @@ def create_pipeline(
     config: every knob of the run.
     metadata_connection_config: ML Metadata store; None leaves it to the
       orchestrator (Kubeflow/Vertex bring their own; local_runner passes
-      SQLite at `config.metadata_path`).
+      `config.metadata_connection_config()`: SQLite at `config.metadata_path`
+      or a MySQL server).
     schema_file: the curated schema as the components see it (this
       checkout's schemas/schema.pbtxt; inside a container image, its copy).
 
@@ -107,7 +108,7 @@ def create_pipeline(
       baseline_model=baseline_resolver.outputs['model'],
       eval_config=evaluation.create_eval_config(
           config.all_lower_bounds(),
-          {evaluation.MEAN_IOU: config.max_regression}))
+          config.all_max_regressions()))
   pusher = pusher_lib.AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],

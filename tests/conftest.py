@@ -23,6 +23,17 @@ NODES = {'PetExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator'
          'Transform', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator', 'Pusher'}
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _no_mysql_metadata_from_the_environment():
+  """A developer's exported MLMD_MYSQL_* would send every run of the suite to
+  their server (the runs here expect <output-dir>/metadata.db): hide them."""
+  from pipeline import metadata  # pylint: disable=g-import-not-at-top
+  saved = {name: os.environ.pop(name) for name in metadata.ENV_VARS
+           if name in os.environ}
+  yield
+  os.environ.update(saved)
+
+
 @pytest.fixture(scope='session')
 def real_sample() -> pathlib.Path:
   assert (REAL_SAMPLE / 'annotations' / 'trainval.txt').is_file(), (

@@ -23,6 +23,7 @@ def _run_cli(*args):
     (['--data-root', str(REPO), '--freeze-encoder'], 'learns nothing'),
     (['--data-root', str(REPO), '--encoder-weights', '/no/such.h5'], 'no such file'),
     (['--data-root', str(REPO), '--threshold', 'iou_pet'], 'expected METRIC=NUMBER'),
+    (['--data-root', str(REPO), '--max-regression-for', 'iou_x=1'], 'unknown metric'),
     (['--data-root', str(REPO), '--epochs', '0'], 'at least 1'),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, reason):
@@ -40,6 +41,26 @@ def test_unknown_threshold_metric_is_refused(tmp_path, synthetic_root, capsys):
   assert code == 2
   assert "unknown metric(s) ['iou_cat']" in capsys.readouterr().err
   assert not (tmp_path / 'out').exists()
+
+
+def test_per_metric_thresholds_reach_the_eval_config(tmp_path):
+  from components import evaluation  # pylint: disable=g-import-not-at-top
+  args = local_runner.parse_args([
+      '--data-root', str(tmp_path), '--output-dir', str(tmp_path),
+      '--min-mean-iou', '0.4', '--threshold', 'iou_pet=0.5',
+      '--max-regression', '0.01', '--max-regression-for', 'pixel_accuracy=0.02'])
+  config = local_runner.build_config(args)
+  eval_config = evaluation.create_eval_config(config.all_lower_bounds(),
+                                              config.all_max_regressions())
+  thresholds = {json.loads(m.config)['name']: m.threshold
+                for m in eval_config.metrics_specs[0].metrics}
+  assert thresholds['mean_iou'].value_threshold.lower_bound.value == 0.4
+  assert thresholds['mean_iou'].change_threshold.absolute.value == -0.01
+  assert thresholds['iou_pet'].value_threshold.lower_bound.value == 0.5
+  assert not thresholds['iou_pet'].HasField('change_threshold')
+  assert thresholds['pixel_accuracy'].change_threshold.absolute.value == -0.02
+  assert not thresholds['pixel_accuracy'].HasField('value_threshold')
+  assert not thresholds['iou_border'].HasField('value_threshold')
 
 
 def test_no_valid_examples_fails_with_reason(tmp_path, capsys):

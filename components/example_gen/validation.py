@@ -85,8 +85,11 @@ def validate_trimap(data: bytes, height: int, width: int) -> bytes:
   if img.mode not in ('L', 'P', 'I', 'I;16'):
     raise BadInput(f'trimap has mode {img.mode}; expected one channel')
   values = np.asarray(img)
-  bad = np.setdiff1d(np.unique(values), features.VALID_TRIMAP_VALUES)
-  if bad.size:
+  # min/max first: np.unique sorts every pixel (1.3 ms a trimap); valid values
+  # are the contiguous range 1..3, so it is only needed to name bad ones.
+  low, high = min(features.VALID_TRIMAP_VALUES), max(features.VALID_TRIMAP_VALUES)
+  if values.min() < low or values.max() > high:
+    bad = np.setdiff1d(np.unique(values), features.VALID_TRIMAP_VALUES)
     raise BadInput(f'trimap has values {bad[:5].tolist()} outside '
                    f'{list(features.VALID_TRIMAP_VALUES)}')
   if data.startswith(PNG_MAGIC) and img.mode == 'L':
