@@ -204,16 +204,37 @@ def _identity(image: tf.Tensor, mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
   return image, mask
 
 
+def no_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """The proposed Trainer patch: tf.data autotuning off for this pipeline.
+
+  With autotuning on, the Trainer's TFXIO pipeline stalls for seconds at epoch
+  boundaries with the CPU idle (see the report); `AUTOTUNE` parallelism then
+  falls back to the core count and prefetch buffers to TF's legacy autotuner.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.with_options(options)
+
+
+# --trainer-patch: applied to what `trainer._dataset` returns, as the patch
+# would add it as the last line of `_dataset`.
+TRAINER_PATCHES = {'none': None, 'no-autotune': no_autotune}
+
+
 def trainer_dataset(fn_args: fn_args_utils.FnArgs,
                     tf_transform_output: tft.TFTransformOutput, files: List[str],
                     batch_size: int, training: bool, seed: int,
-                    augment: bool) -> tf.data.Dataset:
-  """`trainer._dataset`, with the random flip replaced by identity if not augment."""
+                    augment: bool, patch: str = 'none') -> tf.data.Dataset:
+  """`trainer._dataset`; the random flip replaced by identity if not augment.
+
+  `patch` names an entry of TRAINER_PATCHES applied to the result.
+  """
   flip = contextlib.nullcontext() if augment else mock.patch.object(
       trainer, '_random_flip', _identity)
   with flip:
-    return trainer._dataset(fn_args, files, tf_transform_output, batch_size,  # pylint: disable=protected-access
-                            training=training, seed=seed)
+    dataset = trainer._dataset(fn_args, files, tf_transform_output, batch_size,  # pylint: disable=protected-access
+                               training=training, seed=seed)
+  return TRAINER_PATCHES[patch](dataset) if TRAINER_PATCHES[patch] else dataset
 
 
 def read_arrays(fn_args: fn_args_utils.FnArgs,
@@ -381,7 +402,7 @@ class Alternate(keras.callbacks.Callback):
 
 
 def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
-                       augment: bool, timer: EpochTimer,
+                       augment: bool, patch: str, timer: EpochTimer,
                        extra: Optional[keras.callbacks.Callback] = None,
                        extra_first: bool = False) -> None:
   """(a): `run_fn`'s steps up to the export, with the timer among the callbacks.
@@ -390,6 +411,7 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
     fn_args: the Trainer's FnArgs.
     config: the Trainer's custom_config.
     augment: keep the random flip (else identity).
+    patch: a TRAINER_PATCHES key.
     timer: appended to the Trainer's own callbacks.
     extra: one more callback (the Alternate), after the timer or, with
       `extra_first`, before it.
@@ -400,9 +422,9 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   batch_size = config['batch_size']
   train_data = trainer_dataset(fn_args, tf_transform_output, fn_args.train_files,
-                               batch_size, True, config['seed'], augment)
+                               batch_size, True, config['seed'], augment, patch)
   eval_data = trainer_dataset(fn_args, tf_transform_output, fn_args.eval_files,
-                              batch_size, False, config['seed'], augment)
+                              batch_size, False, config['seed'], augment, patch)
   added = [timer] if extra is None else (
       [extra, timer] if extra_first else [timer, extra])
   real_callbacks = trainer._callbacks  # pylint: disable=protected-access
@@ -413,7 +435,7 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
 
 def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
                 images: np.ndarray, masks: np.ndarray, augment: bool,
-                trainer_first: bool, interleave: bool
+                patch: str, trainer_first: bool, interleave: bool
                 ) -> Dict[str, EpochTimer]:
   """Trains both sides for one encoder setting; returns their timers.
 
@@ -423,6 +445,7 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
     images: the transformed train images, in memory.
     masks: their masks.
     augment: random flips on both sides.
+    patch: a TRAINER_PATCHES key, for (a) only.
     trainer_first: (a) before (b), else (b) before (a).
     interleave: alternate the sides epoch by epoch, else one whole fit each.
   """
@@ -430,15 +453,15 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
   bare = BareSide(images, masks, config, augment)
   timer = EpochTimer()
   if interleave:
-    train_trainer_side(fn_args, config, augment, timer,
+    train_trainer_side(fn_args, config, augment, patch, timer,
                        extra=Alternate(bare, before=not trainer_first),
                        extra_first=not trainer_first)
   elif trainer_first:
-    train_trainer_side(fn_args, config, augment, timer)
+    train_trainer_side(fn_args, config, augment, patch, timer)
     bare.fit(config['epochs'])
   else:
     bare.fit(config['epochs'])
-    train_trainer_side(fn_args, config, augment, timer)
+    train_trainer_side(fn_args, config, augment, patch, timer)
   return {TRAINER: timer, BARE: bare.timer}
 
 
@@ -464,30 +487,32 @@ def _ratios(sides: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
 
 
 def format_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> str:
-  """Per encoder setting: both sides' epoch times, rates, CPU ms/image, ratios.
+  """Per encoder setting: both sides' epoch times, rates, input waits, CPU, ratios.
 
   The ratio row holds (a)/(b) for images/s and best-epoch images/s, and
   (b)/(a) for CPU ms per image (so that > 1 always means (a) is faster).
   """
   head = (f"{'encoder':<10}{'side':<13}{'1st ep s':>9}  {'timed epochs s':<16}"
-          f"{'images/s':>9}{'best ep':>9}{'CPU ms/img':>11}")
+          f"{'wait s':>7}{'images/s':>9}{'best ep':>9}{'CPU ms/img':>11}")
   lines = [head, '-' * len(head)]
   for encoder, sides in results.items():
     for side in (TRAINER, BARE):
       r = sides[side]
       epochs = ' '.join(f'{s:.1f}' for s in r['epoch_s'])
       lines.append(f"{encoder:<10}{side:<13}{r['first_epoch_s']:>9.1f}  "
-                   f"{epochs:<16}{r['images_per_s']:>9.1f}"
+                   f"{epochs:<16}{sum(r['wait_s']):>7.1f}{r['images_per_s']:>9.1f}"
                    f"{r['best_images_per_s']:>9.1f}{r['cpu_ms_per_image']:>11.1f}")
     ratio = _ratios(sides)
     marks = {k: f'{v:.2f}' + ('' if v >= TARGET_RATIO else '!')
              for k, v in ratio.items()}
-    lines.append(f"{encoder:<10}{'ratio a/b':<13}{'':>9}  {'':<16}"
+    lines.append(f"{encoder:<10}{'ratio a/b':<13}{'':>9}  {'':<16}{'':>7}"
                  f"{marks['images_per_s']:>9}{marks['best_images_per_s']:>9}"
                  f"{marks['cpu']:>11}")
   lines.append('-' * len(head))
   lines.append(f'target a/b >= {TARGET_RATIO} on images/s ("!" marks a miss); '
-               'CPU column ratio = b/a')
+               'CPU column ratio = b/a;')
+  lines.append('wait s: timed epochs\' time outside train steps, i.e. waiting '
+               'for the input pipeline')
   return '\n'.join(lines)
 
 
@@ -509,12 +534,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       default='interleaved',
                       help='alternate the sides epoch by epoch (default) or run '
                       'one whole fit after the other')
+  parser.add_argument('--trainer-patch', choices=sorted(TRAINER_PATCHES),
+                      default='none',
+                      help="apply a proposed change to (a)'s datasets (none)")
   parser.add_argument('--pipeline-passes', type=int, default=2,
                       help='timed passes over each input pipeline alone (2)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--beam-arg', action='append',
                       default=['--direct_running_mode=in_memory'])
-  parser.add_argument('--work-dir', help='keep intermediate files here')
+  parser.add_argument('--work-dir', help='keep intermediate files here; a later '
+                      'run with the same dir reuses its data and Transform output')
   parser.add_argument('--json', help='also write the results to this file')
   parser.add_argument('--strict', action='store_true',
                       help='exit 3 when a ratio misses the target')
@@ -541,13 +570,23 @@ def main(argv: Optional[List[str]] = None) -> int:
   load_before = os.getloadavg()[0]
   try:
     data_root = args.data
+    if not data_root and os.path.isdir(os.path.join(work_dir, 'data')):
+      data_root = os.path.join(work_dir, 'data')  # a previous --work-dir run's
     if not data_root:
       data_root = os.path.join(work_dir, 'data')
       synthetic_pets.generate(data_root, num_trainval=args.num_images,
                               num_test=args.num_eval, seed=args.seed)
     t0 = time.perf_counter()
-    store = run_transform_pipeline(data_root, os.path.join(work_dir, 'pipeline'),
-                                   args.beam_arg)
+    pipeline_dir = os.path.join(work_dir, 'pipeline')
+    reused = False
+    if os.path.exists(os.path.join(pipeline_dir, 'metadata.db')):
+      print(f'reusing the Transform output in {pipeline_dir}', flush=True)
+      reused = True
+      store = metadata_store.MetadataStore(
+          tfx.orchestration.metadata.sqlite_metadata_connection_config(
+              os.path.join(pipeline_dir, 'metadata.db')))
+    else:
+      store = run_transform_pipeline(data_root, pipeline_dir, args.beam_arg)
     input_dict = trainer_input_dict(store)
     transform_s = time.perf_counter() - t0
 
@@ -568,7 +607,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     pipelines = {
         TRAINER: pipeline_rate(lambda: trainer_dataset(
             fn_args, tf_transform_output, fn_args.train_files, args.batch_size,
-            True, args.seed, augment), args.pipeline_passes),
+            True, args.seed, augment, args.trainer_patch), args.pipeline_passes),
         BARE: pipeline_rate(
             (lambda: bare_dataset(images, masks, args.batch_size, args.seed)) if augment
             else (lambda: tf.data.Dataset.from_tensor_slices((images, masks))
@@ -586,7 +625,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       fn_args = trainer_fn_args(input_dict, configs[encoder],
                                 os.path.join(work_dir, 'logs', encoder))
       timers = run_setting(fn_args, configs[encoder], images, masks, augment,
-                           trainer_first, args.schedule == 'interleaved')
+                           args.trainer_patch, trainer_first, args.schedule == 'interleaved')
       results[encoder] = {side: summarise(timers[side], num_train)
                           for side in (TRAINER, BARE)}
   finally:
@@ -597,9 +636,11 @@ def main(argv: Optional[List[str]] = None) -> int:
   print()
   print(f'{num_train} train images ({args.num_eval} eval), batch {args.batch_size}, '
         f'{args.epochs} epochs per side (first not timed), {args.schedule}, '
-        f'augmentation {args.augment} on both sides; {os.cpu_count()} CPUs, 1-min load average '
+        f'augmentation {args.augment} on both sides, trainer patch '
+        f'{args.trainer_patch}; {os.cpu_count()} CPUs, 1-min load average '
         f'{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end')
-  print(f'setup: ExampleGen + ImportSchemaGen + Transform {transform_s:.0f} s')
+  print('setup: ExampleGen + ImportSchemaGen + Transform ' +
+        ('reused' if reused else f'{transform_s:.0f} s'))
   print('input pipelines alone: ' + '; '.join(
       f"{side} {r['images_per_s']:.0f} images/s, {r['cpu_ms_per_image']:.1f} CPU ms/img"
       for side, r in pipelines.items()))
