@@ -1,7 +1,9 @@
 """Training throughput: the Trainer's input pipeline + model vs. a bare Keras fit.
 
   .venv/bin/python benchmarks/train_benchmark.py [--num-images 256]
-      [--batch-size 16] [--epochs 3] [--augment on|off] [--encoders frozen,trainable]
+      [--batch-size 16] [--epochs 3] [--augment on|off]
+      [--encoders frozen,trainable] [--schedule interleaved|sequential]
+      [--trainer-patch none|no-autotune] [--work-dir DIR] [--json FILE]
 
 One run, one process, the same synthetic pets (`pipeline.synthetic_pets`,
 160-240 px, generated into a temporary folder or read from `--data DIR`):
@@ -20,7 +22,8 @@ One run, one process, the same synthetic pets (`pipeline.synthetic_pets`,
        (a) trainer  `trainer._dataset(fn_args, ...)` for train (training=True:
                     shuffled, flipped) and eval, then `trainer.train(config, ...)`
                     with the Trainer's config (`PipelineConfig.trainer_config()`):
-                    its callbacks, its validation pass, its fit.
+                    its callbacks, its validation pass, its fit. `run_fn` minus
+                    the export.
        (b) bare     the same transformed images and masks, read once into numpy
                     arrays; `model.fit` on them in memory, no validation.
      Augmentation (`--augment`): `on` (default) leaves the Trainer code untouched
@@ -44,13 +47,20 @@ Timing: a Keras callback records each epoch's training part, from
 `on_epoch_begin` (the epoch's iterator, shuffle-buffer fill included) to
 `on_test_begin` (the validation pass, excluded) or `on_epoch_end`. The first
 epoch (tracing, warm-up) is dropped; images/s = train images x timed epochs /
-their wall-clock seconds. Process CPU time over the same windows is reported too
-(ms per image): on a shared machine it varies less than wall time, and shows what
-the input pipeline costs in CPU. The input pipelines alone (no model) are also
-timed, one warm-up pass, then `--pipeline-passes` passes.
+their wall-clock seconds ("best ep": the fastest timed epoch). Also reported:
+  wait s      time outside the train steps: Keras fetches each batch eagerly
+              between steps, so this is time the model waited for its input.
+  CPU ms/img  process CPU time over the same windows: on a shared machine it
+              varies less than wall time, and shows the input pipeline's CPU.
+  input pipelines alone: each side's dataset iterated without a model (one
+              warm-up pass, then `--pipeline-passes` passes).
 
-The target is (a)/(b) >= 0.9 per encoder setting; `--strict` exits 3 when one
-is missed. Exit status otherwise 0 (2 bad arguments).
+`--trainer-patch no-autotune` measures a proposed change to components/trainer.py
+(tf.data autotuning off for `_dataset`'s pipelines) by applying it to what
+`trainer._dataset` returns; the file itself is not touched.
+
+The target is (a)/(b) >= 0.9 images/s per encoder setting; `--strict` exits 3
+when one is missed. Exit status otherwise 0 (2 bad arguments).
 """
 import argparse
 import contextlib
@@ -74,6 +84,8 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 # says so once; expected for the Trainer's (finite, one-pass) datasets.
 warnings.filterwarnings('ignore', message='Your input ran out of data')
 
+# The benchmark drives the Trainer's private helpers (_dataset, _callbacks).
+# pylint: disable=protected-access
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging as absl_logging
 import keras
@@ -232,7 +244,7 @@ def trainer_dataset(fn_args: fn_args_utils.FnArgs,
   flip = contextlib.nullcontext() if augment else mock.patch.object(
       trainer, '_random_flip', _identity)
   with flip:
-    dataset = trainer._dataset(fn_args, files, tf_transform_output, batch_size,  # pylint: disable=protected-access
+    dataset = trainer._dataset(fn_args, files, tf_transform_output, batch_size,
                                training=training, seed=seed)
   return TRAINER_PATCHES[patch](dataset) if TRAINER_PATCHES[patch] else dataset
 
@@ -260,13 +272,13 @@ def bare_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
   return (tf.data.Dataset.from_tensor_slices((images, masks))
           .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
           .batch(batch_size)
-          .map(trainer._random_flip, num_parallel_calls=tf.data.AUTOTUNE)  # pylint: disable=protected-access
+          .map(trainer._random_flip, num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
 
 
 def pipeline_rate(make_dataset: Callable[[], tf.data.Dataset],
                   passes: int) -> Dict[str, float]:
-  """Images/s and CPU ms/image of iterating a dataset alone (after one warm-up pass)."""
+  """Images/s and CPU ms/image of iterating a dataset alone, after a warm-up pass."""
   dataset = make_dataset()
   for _ in dataset:  # warm-up: function tracing, file cache
     pass
@@ -365,7 +377,7 @@ class BareSide:
                      if augment else None)
 
   def fit(self, epochs: int, initial_epoch: int = 0) -> None:
-    """`model.fit` from `initial_epoch` up to `epochs` (the train function is reused)."""
+    """`model.fit` from `initial_epoch` to `epochs`; the train function is reused."""
     kwargs = dict(epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=[self.timer], verbose=2)
     if self._dataset is not None:
@@ -427,7 +439,7 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
                               batch_size, False, config['seed'], augment, patch)
   added = [timer] if extra is None else (
       [extra, timer] if extra_first else [timer, extra])
-  real_callbacks = trainer._callbacks  # pylint: disable=protected-access
+  real_callbacks = trainer._callbacks
   with mock.patch.object(trainer, '_callbacks',
                          lambda c, d: real_callbacks(c, d) + added):
     trainer.train(config, train_data, eval_data, fn_args.model_run_dir, strategy)
@@ -518,7 +530,8 @@ def format_table(results: Dict[str, Dict[str, Dict[str, Any]]]) -> str:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--data', help='existing Oxford-IIIT layout (default: generate)')
+  parser.add_argument('--data',
+                      help='existing Oxford-IIIT layout (default: generate)')
   parser.add_argument('--num-images', type=int, default=256,
                       help='trainval images to generate (256)')
   parser.add_argument('--num-eval', type=int, default=16,
@@ -558,61 +571,70 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   return args
 
 
+def prepare_inputs(args: argparse.Namespace, work_dir: str
+                   ) -> Tuple[Dict[str, List[Artifact]], str, Optional[float]]:
+  """Synthetic pets and the Transform pipeline (or those of an earlier run).
+
+  Returns:
+    (the Trainer's input artifacts, the data root, Transform seconds or None
+    when a previous run's output in `work_dir` was reused).
+  """
+  data_root = args.data
+  if not data_root and os.path.isdir(os.path.join(work_dir, 'data')):
+    data_root = os.path.join(work_dir, 'data')  # an earlier --work-dir run's
+  if not data_root:
+    data_root = os.path.join(work_dir, 'data')
+    synthetic_pets.generate(data_root, num_trainval=args.num_images,
+                            num_test=args.num_eval, seed=args.seed)
+  pipeline_dir = os.path.join(work_dir, 'pipeline')
+  metadata_path = os.path.join(pipeline_dir, 'metadata.db')
+  if os.path.exists(metadata_path):
+    print(f'reusing the Transform output in {pipeline_dir}', flush=True)
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            metadata_path))
+    return trainer_input_dict(store), data_root, None
+  start = time.perf_counter()
+  store = run_transform_pipeline(data_root, pipeline_dir, args.beam_arg)
+  return trainer_input_dict(store), data_root, time.perf_counter() - start
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   """Runs the benchmark; prints the table; returns the exit status."""
   args = parse_args(argv)
   absl_logging.set_verbosity(absl_logging.ERROR)
   tf.get_logger().setLevel('ERROR')
   augment = args.augment == 'on'
+  interleave = args.schedule == 'interleaved'
   work_dir = args.work_dir or tempfile.mkdtemp(prefix='train_benchmark_')
   os.makedirs(work_dir, exist_ok=True)
   started = time.perf_counter()
   load_before = os.getloadavg()[0]
   try:
-    data_root = args.data
-    if not data_root and os.path.isdir(os.path.join(work_dir, 'data')):
-      data_root = os.path.join(work_dir, 'data')  # a previous --work-dir run's
-    if not data_root:
-      data_root = os.path.join(work_dir, 'data')
-      synthetic_pets.generate(data_root, num_trainval=args.num_images,
-                              num_test=args.num_eval, seed=args.seed)
-    t0 = time.perf_counter()
-    pipeline_dir = os.path.join(work_dir, 'pipeline')
-    reused = False
-    if os.path.exists(os.path.join(pipeline_dir, 'metadata.db')):
-      print(f'reusing the Transform output in {pipeline_dir}', flush=True)
-      reused = True
-      store = metadata_store.MetadataStore(
-          tfx.orchestration.metadata.sqlite_metadata_connection_config(
-              os.path.join(pipeline_dir, 'metadata.db')))
-    else:
-      store = run_transform_pipeline(data_root, pipeline_dir, args.beam_arg)
-    input_dict = trainer_input_dict(store)
-    transform_s = time.perf_counter() - t0
-
+    input_dict, data_root, transform_s = prepare_inputs(args, work_dir)
     settings = encoder_settings(work_dir)
-    configs = {}
-    for encoder in args.encoders:
-      config = config_lib.PipelineConfig(
-          data_root=data_root, output_dir=work_dir, epochs=args.epochs,
-          batch_size=args.batch_size, seed=args.seed,
-          **settings[encoder]).trainer_config()
-      configs[encoder] = config
+    configs = {encoder: config_lib.PipelineConfig(
+        data_root=data_root, output_dir=work_dir, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed,
+        **settings[encoder]).trainer_config() for encoder in args.encoders}
     fn_args = trainer_fn_args(input_dict, configs[args.encoders[0]],
                               os.path.join(work_dir, 'logs'))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     images, masks = read_arrays(fn_args, tf_transform_output, args.batch_size)
     num_train = len(images)
 
+    def bare_pipeline():
+      if augment:
+        return bare_dataset(images, masks, args.batch_size, args.seed)
+      return (tf.data.Dataset.from_tensor_slices((images, masks))
+              .shuffle(num_train).batch(args.batch_size))
+
     pipelines = {
         TRAINER: pipeline_rate(lambda: trainer_dataset(
-            fn_args, tf_transform_output, fn_args.train_files, args.batch_size,
-            True, args.seed, augment, args.trainer_patch), args.pipeline_passes),
-        BARE: pipeline_rate(
-            (lambda: bare_dataset(images, masks, args.batch_size, args.seed)) if augment
-            else (lambda: tf.data.Dataset.from_tensor_slices((images, masks))
-                  .shuffle(num_train).batch(args.batch_size)),
-            args.pipeline_passes),
+            fn_args, tf_transform_output, fn_args.train_files,
+            args.batch_size, True, args.seed, augment, args.trainer_patch),
+                               args.pipeline_passes),
+        BARE: pipeline_rate(bare_pipeline, args.pipeline_passes),
     }
 
     results: Dict[str, Dict[str, Dict[str, Any]]] = {}
@@ -620,12 +642,11 @@ def main(argv: Optional[List[str]] = None) -> int:
       trainer_first = i % 2 == 0
       print(f'--- {encoder} encoder: ' +
             ('(a), (b)' if trainer_first else '(b), (a)') +
-            (' epoch by epoch' if args.schedule == 'interleaved' else ''),
-            flush=True)
+            (' epoch by epoch' if interleave else ''), flush=True)
       fn_args = trainer_fn_args(input_dict, configs[encoder],
                                 os.path.join(work_dir, 'logs', encoder))
       timers = run_setting(fn_args, configs[encoder], images, masks, augment,
-                           args.trainer_patch, trainer_first, args.schedule == 'interleaved')
+                           args.trainer_patch, trainer_first, interleave)
       results[encoder] = {side: summarise(timers[side], num_train)
                           for side in (TRAINER, BARE)}
   finally:
@@ -634,23 +655,23 @@ def main(argv: Optional[List[str]] = None) -> int:
 
   total_s = time.perf_counter() - started
   print()
-  print(f'{num_train} train images ({args.num_eval} eval), batch {args.batch_size}, '
-        f'{args.epochs} epochs per side (first not timed), {args.schedule}, '
-        f'augmentation {args.augment} on both sides, trainer patch '
-        f'{args.trainer_patch}; {os.cpu_count()} CPUs, 1-min load average '
+  print(f'{num_train} train images ({args.num_eval} eval), batch '
+        f'{args.batch_size}, {args.epochs} epochs per side (first not timed), '
+        f'{args.schedule}, augmentation {args.augment} on both sides, trainer '
+        f'patch {args.trainer_patch}; {os.cpu_count()} CPUs, 1-min load average '
         f'{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end')
   print('setup: ExampleGen + ImportSchemaGen + Transform ' +
-        ('reused' if reused else f'{transform_s:.0f} s'))
+        ('reused' if transform_s is None else f'{transform_s:.0f} s'))
   print('input pipelines alone: ' + '; '.join(
-      f"{side} {r['images_per_s']:.0f} images/s, {r['cpu_ms_per_image']:.1f} CPU ms/img"
-      for side, r in pipelines.items()))
+      f"{side} {r['images_per_s']:.0f} images/s, "
+      f"{r['cpu_ms_per_image']:.1f} CPU ms/img" for side, r in pipelines.items()))
   print(format_table(results))
-  print(f'total {total_s:.0f} s')
+  print(f'total {total_s:.0f} s (imports excluded)')
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'args': {k: v for k, v in vars(args).items()},
-                 'num_train': num_train, 'transform_s': transform_s,
-                 'pipelines': pipelines, 'results': results,
+      json.dump({'args': vars(args), 'num_train': num_train,
+                 'transform_s': transform_s, 'pipelines': pipelines,
+                 'results': results,
                  'ratios': {e: _ratios(r) for e, r in results.items()},
                  'total_s': total_s}, f, indent=2)
   ratios = [_ratios(r)['images_per_s'] for r in results.values()]
