@@ -5,8 +5,9 @@ Issue "Throughput, measured". One run ingests the same Oxford-IIIT Pet layout
 reused from `--data DIR`) three ways and prints pairs/s for each:
 
   plain             one process, one loop: for every list line
-                    `executor.make_example(data_root, columns)`, serialise,
-                    write with `tf.io.TFRecordWriter` (GZIP); rejects go to a
+                    `records.make_record(data_root, columns)` (the
+                    executor's DoFn calls exactly this), write with
+                    `tf.io.TFRecordWriter` (GZIP); rejects go to a
                     quarantine .jsonl as the executor writes them. The exact
                     same per-record work as the executor's DoFn, without Beam.
   in_memory         `executor.Executor(...).Do(...)`, called the way TFX's
@@ -18,11 +19,13 @@ reused from `--data DIR`) three ways and prints pairs/s for each:
 `--modes` can add `multi_threading` (same flags, threads instead of processes).
 Rates are listed pairs (written + quarantined) per wall-clock second of the
 ingestion alone: imports, data generation, a warm-up (one record through
-`make_example` and a GZIP TFRecord writer, one trivial in-memory Beam pipeline)
+`make_record` and a GZIP TFRecord writer, one trivial in-memory Beam pipeline)
 and the output checks are outside the timed region. A Beam run's time is the
 whole `Do()`: pipeline construction, SDK worker start-up and shutdown
-(multi_processing workers are fresh Python processes that import Beam,
-TensorFlow and TFX before their first record) and the executor's count checks.
+(multi_processing workers are fresh Python processes: each imports Beam,
+~5 CPU s, before its first record; the executor keeps TensorFlow and TFX out
+of them, see components/example_gen/records.py) and the executor's count
+checks.
 The executor's constructor is timed apart ("init": with beam args that name no
 --setup_file/--extra_packages, TFX builds an ephemeral sdist of itself there).
 
@@ -47,7 +50,7 @@ happened with multi_threading). Generated data includes `--num-bad` broken
 pairs so the quarantine path is exercised too.
 
 Usage (from the repository root):
-  .venv/bin/python benchmarks/ingest_benchmark.py [--num-images 2000]
+  .venv/bin/python benchmarks/ingest_benchmark.py [--num-images 5000]
       [--data DIR] [--repeats 1] [--workers 2] [--modes ...] [--probe-small K]
 
 Exit status: 0 outputs agree (targets are reported, and only enforced with
@@ -91,7 +94,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import component, executor, validation
+from components.example_gen import component, executor, records, validation
 from pipeline import synthetic_pets
 
 try:
@@ -176,7 +179,7 @@ def list_entries(input_base: str) -> Dict[str, List[List[str]]]:
   entries = {}
   for split in component.input_config(spans=False).splits:
     with tf.io.gfile.GFile(os.path.join(input_base, split.pattern)) as f:
-      entries[split.name] = [c for c in map(executor.parse_list_line, f) if c]
+      entries[split.name] = [c for c in map(records.parse_list_line, f) if c]
   return entries
 
 
@@ -195,7 +198,7 @@ def make_subset(input_base: str, per_list: int, work_dir: str) -> str:
                  os.path.join(root, link))
   for split in component.input_config(spans=False).splits:
     with open(os.path.join(input_base, split.pattern)) as f:
-      lines = [l for l in f if executor.parse_list_line(l)][:per_list]
+      lines = [l for l in f if records.parse_list_line(l)][:per_list]
     with open(os.path.join(root, split.pattern), 'w') as f:
       f.writelines(lines)
   return root
@@ -283,15 +286,13 @@ def ingest_plain(input_base: str, out_dir: str) -> Dict[str, Dict[str, int]]:
         os.path.join(split_dir, 'data_tfrecord-00000-of-00001.gz'),
         options) as writer, tf.io.gfile.GFile(list_file) as lines:
       for line in lines:
-        columns = executor.parse_list_line(line)
+        columns = records.parse_list_line(line)
         if columns is None:
           continue
         try:
-          record = executor.make_example(data_root, columns).SerializeToString()
+          record = records.make_record(data_root, columns)
         except validation.BadInput as e:
-          rejected.append(json.dumps({
-              'list_file': list_file, 'entry': ' '.join(columns),
-              'file_name': columns[0], 'reason': str(e)}))
+          rejected.append(records.quarantine_record(list_file, columns, str(e)))
           continue
         writer.write(record)
         written += 1
@@ -299,8 +300,7 @@ def ingest_plain(input_base: str, out_dir: str) -> Dict[str, Dict[str, int]]:
     with tf.io.gfile.GFile(stem + '.jsonl', 'w') as f:
       f.write(''.join(r + '\n' for r in rejected))
     with tf.io.gfile.GFile(stem + '.counts.json', 'w') as f:
-      f.write(json.dumps({'list_file': list_file, 'examples': written,
-                          'rejected': len(rejected)}) + '\n')
+      f.write(records.counts_record(written, len(rejected), list_file) + '\n')
     counts[split.name] = {'examples': written, 'rejected': len(rejected)}
   return counts
 
@@ -383,7 +383,7 @@ def warm_up(input_base: str, entries: Dict[str, List[List[str]]],
             work_dir: str) -> None:
   """Pays one-off costs outside the timed region.
 
-  One record through make_example and a GZIP TFRecordWriter (PIL plugins,
+  One record through make_record and a GZIP TFRecordWriter (PIL plugins,
   TF's file systems), and one trivial in-memory Beam pipeline that writes a
   GZIP TFRecord (the runner's lazily imported modules).
   """
@@ -395,7 +395,7 @@ def warm_up(input_base: str, entries: Dict[str, List[List[str]]],
   record = b'warm-up'
   for columns in entries[split.name][:8]:
     try:
-      record = executor.make_example(data_root, columns).SerializeToString()
+      record = records.make_record(data_root, columns)
       break
     except validation.BadInput:
       continue
@@ -538,7 +538,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       description=__doc__.splitlines()[0],
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--num-images', type=int, default=2000,
+  parser.add_argument('--num-images', type=int, default=5000,
                       help='pairs to generate (ignored when --data is reused)')
   parser.add_argument('--data', help='layout to reuse; generated there if it '
                       'holds no annotations/trainval.txt')

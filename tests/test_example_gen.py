@@ -8,17 +8,20 @@ import io
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from apache_beam.internal import pickler as beam_pickler
 from PIL import Image
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import features
-from components.example_gen import component, executor, validation
+from components.example_gen import component, executor, records, validation
 from pipeline import synthetic_pets
 
 SAMPLE_ROOT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' /
@@ -80,7 +83,7 @@ def read_list(path):
   entries = {}
   with open(path) as f:
     for line in f:
-      columns = executor.parse_list_line(line)
+      columns = records.parse_list_line(line)
       if columns is not None:
         assert columns[0] not in entries
         entries[columns[0]] = tuple(int(c) for c in columns[1:])
@@ -376,22 +379,67 @@ def test_valid_fraction_below_minimum_raises(tmp_path):
 # --- pure helpers ----------------------------------------------------------------
 
 def test_parse_list_line():
-  assert executor.parse_list_line('Abyssinian_100 1 1 1\n') == [
+  assert records.parse_list_line('Abyssinian_100 1 1 1\n') == [
       'Abyssinian_100', '1', '1', '1']
-  assert executor.parse_list_line('  Bengal_5\t6  1 2 \r\n') == ['Bengal_5', '6', '1', '2']
-  assert executor.parse_list_line('#Image CLASS-ID SPECIES BREED ID') is None
-  assert executor.parse_list_line('   # indented comment') is None
-  assert executor.parse_list_line('') is None
-  assert executor.parse_list_line(' \t\n') is None
-  assert executor.parse_list_line('a b') == ['a', 'b']  # make_example judges the columns
+  assert records.parse_list_line('  Bengal_5\t6  1 2 \r\n') == ['Bengal_5', '6', '1', '2']
+  assert records.parse_list_line('#Image CLASS-ID SPECIES BREED ID') is None
+  assert records.parse_list_line('   # indented comment') is None
+  assert records.parse_list_line('') is None
+  assert records.parse_list_line(' \t\n') is None
+  assert records.parse_list_line('a b') == ['a', 'b']  # make_record judges the columns
 
 
 @pytest.mark.parametrize('columns', [
     ['Abyssinian_1', '1', '1'], ['Abyssinian_1', '1', '1', '1', '1'],
     ['Abyssinian_1', '1', 'cat', '1'], ['Abyssinian_1', '-1', '1', '1']])
-def test_make_example_rejects_malformed_entries(columns, tmp_path):
+def test_make_record_rejects_malformed_entries(columns, tmp_path):
   with pytest.raises(validation.BadInput, match='malformed list entry'):
-    executor.make_example(str(tmp_path), columns)
+    records.make_record(str(tmp_path), columns)
+
+
+@pytest.mark.parametrize('values', [
+    {'image': b'\xff\xd8\xff' + bytes(range(256)) * 3, 'name': b'', 'h': 0,
+     'w': 500, 'big': 2**62 + 5, 'negative': -3},
+    {features.FILE_NAME_KEY: b'Abyssinian_100', features.CLASS_ID_KEY: 1}])
+def test_encode_example_matches_tensorflow_bytes(values):
+  expected = tf.train.Example(features=tf.train.Features(feature={
+      key: (tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+            if isinstance(v, bytes) else
+            tf.train.Feature(int64_list=tf.train.Int64List(value=[v])))
+      for key, v in values.items()}))
+  encoded = records.encode_example(values)
+  assert encoded == expected.SerializeToString(deterministic=True)
+  assert tf.train.Example.FromString(encoded) == expected
+
+
+# Runs in a fresh interpreter, as a multi-process Beam SDK worker does: unpickle
+# the executor's DoFn, turn one list line into a record, report what got imported.
+_WORKER_SCRIPT = """
+import json, sys
+from apache_beam.internal import pickler
+fn = pickler.loads(sys.stdin.buffer.read())
+out = list(fn.process(sys.argv[1]))
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx'))
+print(json.dumps({'types': [type(o).__name__ for o in out], 'heavy': heavy}))
+sys.stdout.flush()
+sys.stdout.buffer.write(out[0])
+"""
+
+
+def test_worker_dofn_imports_no_tensorflow_or_tfx():
+  list_file = SAMPLE_ROOT / 'annotations' / 'trainval.txt'
+  line = next(l for l in list_file.read_text().splitlines()
+              if records.parse_list_line(l))
+  fn = records.ToRecordFn(str(SAMPLE_ROOT), str(list_file))
+  proc = subprocess.run(
+      [sys.executable, '-c', _WORKER_SCRIPT, line],
+      input=beam_pickler.dumps(fn), capture_output=True, check=True,
+      env=dict(os.environ, PYTHONWARNINGS='ignore'))
+  report, record = proc.stdout.split(b'\n', 1)
+  assert json.loads(report) == {'types': ['bytes'], 'heavy': []}
+  example = tf.train.Example.FromString(record)
+  assert value(example, features.FILE_NAME_KEY) == line.split()[0].encode()
+  assert value(example, features.IMAGE_KEY).startswith(JPEG_MAGIC)
 
 
 def test_normalise_image():

@@ -1,6 +1,6 @@
 """Tests for components.transform.preprocessing_fn on real pet examples.
 
-Raw examples are built by the ExampleGen's own `make_example` from the real
+Raw examples are built by the ExampleGen's own `records.make_record` from the real
 Oxford-IIIT Pet sample and parsed with the feature spec of schemas/schema.pbtxt,
 exactly as Transform sees them: dense [B, 1] bytes tensors.
 """
@@ -16,7 +16,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from tfx.utils import io_utils
 
 from components import features, transform
-from components.example_gen import executor
+from components.example_gen import records
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE_ROOT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' /
@@ -49,7 +49,7 @@ def feature_spec(schema):
 
 @pytest.fixture(scope='module')
 def serialized():
-  return [executor.make_example(str(SAMPLE_ROOT), entry.split()).SerializeToString()
+  return [records.make_record(str(SAMPLE_ROOT), entry.split())
           for entry in ENTRIES]
 
 

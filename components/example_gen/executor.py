@@ -9,21 +9,21 @@ Pairs that cannot become valid examples are written, with the reason, to
 """
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 from absl import logging
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
-from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import base_example_gen_executor, write_split
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import features
-from components.example_gen import validation
+from components.example_gen import records
 
 QUARANTINE_DIR = 'quarantine'
-REJECTED_TAG = 'rejected'
 # Custom properties set on the output Examples artifact.
 NUM_REJECTED_PROPERTY = 'num_rejected'
 QUARANTINE_URI_PROPERTY = 'quarantine_uri'
@@ -51,90 +51,37 @@ def _options(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   return json_format.MessageToDict(struct)
 
 
+def _output_formats(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
+  """(payload format, file format): only tf.Examples in GZIP TFRecords are made."""
+  payload_format = exec_properties.get(
+      standard_component_specs.OUTPUT_DATA_FORMAT_KEY) or (
+          example_gen_pb2.FORMAT_TF_EXAMPLE)
+  file_format = exec_properties.get(
+      standard_component_specs.OUTPUT_FILE_FORMAT_KEY) or (
+          example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+  if (payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE or
+      file_format != example_gen_pb2.FORMAT_TFRECORDS_GZIP):
+    raise ValueError(
+        'PetExampleGen writes tf.Examples in GZIP TFRecords only; got payload '
+        f'format {example_gen_pb2.PayloadFormat.Name(payload_format)} and file '
+        f'format {example_gen_pb2.FileFormat.Name(file_format)}')
+  return payload_format, file_format
+
+
 def list_name(split_pattern: str) -> str:
   """'span-2/annotations/trainval.txt' -> 'trainval': the quarantine file stem."""
   return os.path.splitext(os.path.basename(split_pattern))[0]
 
 
-def _int_feature(value: int) -> tf.train.Feature:
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _read(path: str) -> bytes:
-  """Reads a file through tf.io.gfile (local disk, GCS, HDFS alike)."""
-  if not tf.io.gfile.exists(path):
-    raise validation.BadInput(f'missing file {path}')
-  with tf.io.gfile.GFile(path, 'rb') as f:
-    return f.read()
-
-
-def parse_list_line(line: str) -> Optional[List[str]]:
-  """Returns the columns of a list-file entry, or None for comments and blanks."""
-  line = line.strip()
-  if not line or line.startswith('#'):
-    return None
-  return line.split()
-
-
-def make_example(data_root: str, columns: List[str]) -> tf.train.Example:
-  """Builds one tf.Example from a list-file entry `NAME CLASS-ID SPECIES BREED-ID`.
-
-  Raises:
-    BadInput: with the reason, for any entry that cannot become a valid example.
-  """
-  if len(columns) != 4 or not all(c.isascii() and c.isdigit() for c in columns[1:]):
-    raise validation.BadInput(
-        f'malformed list entry {" ".join(columns)!r}: expected '
-        '"NAME CLASS-ID SPECIES BREED-ID"')
-  name = columns[0]
-  class_id, species, breed_id = (int(c) for c in columns[1:])
-  image, height, width, _ = validation.normalise_image(
-      _read(os.path.join(data_root, 'images', name + '.jpg')))
-  mask = validation.validate_trimap(
-      _read(os.path.join(data_root, 'annotations', 'trimaps', name + '.png')),
-      height, width)
-  return tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY: _bytes_feature(image),
-      features.MASK_KEY: _bytes_feature(mask),
-      features.FILE_NAME_KEY: _bytes_feature(name.encode()),
-      features.CLASS_ID_KEY: _int_feature(class_id),
-      features.SPECIES_KEY: _int_feature(species),
-      features.BREED_ID_KEY: _int_feature(breed_id),
-      features.HEIGHT_KEY: _int_feature(height),
-      features.WIDTH_KEY: _int_feature(width),
-  }))
-
-
-class _ToExampleFn(beam.DoFn):
-  """List-file line -> tf.Example, or a quarantine record on the 'rejected' tag."""
-
-  def __init__(self, data_root: str, list_file: str):
-    self._data_root = data_root
-    self._list_file = list_file
-
-  def process(self, line: str) -> Iterator[Union[tf.train.Example, Any]]:
-    columns = parse_list_line(line)
-    if columns is None:
-      return
-    try:
-      yield make_example(self._data_root, columns)
-    except validation.BadInput as e:
-      beam.metrics.Metrics.counter('pet_example_gen', 'rejected').inc()
-      yield beam.pvalue.TaggedOutput(REJECTED_TAG, json.dumps({
-          'list_file': self._list_file, 'entry': ' '.join(columns),
-          'file_name': columns[0], 'reason': str(e)}))
-
-
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _ListFileToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads one list file and emits tf.Examples; rejects go to the quarantine."""
+  """Reads one list file and emits serialised tf.Examples; rejects go to the quarantine.
+
+  Every callable the workers run comes from `records` (no TensorFlow import).
+  """
   list_file = os.path.join(
       exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
   if not tf.io.gfile.exists(list_file):
@@ -147,18 +94,18 @@ def _ListFileToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
       | 'ReadList' >> beam.io.ReadFromText(list_file)
       # A list file is one bundle; reshuffle so decoding spreads over workers.
       | 'Spread' >> beam.Reshuffle()
-      | 'ToExample' >> beam.ParDo(_ToExampleFn(data_root, list_file))
-      .with_outputs(REJECTED_TAG, main='examples'))
-  rejected = results[REJECTED_TAG]
+      | 'ToExample' >> beam.ParDo(records.ToRecordFn(data_root, list_file))
+      .with_outputs(records.REJECTED_TAG, main='examples'))
+  rejected = results[records.REJECTED_TAG]
   _ = rejected | 'WriteQuarantine' >> beam.io.WriteToText(
       out_stem, file_name_suffix='.jsonl', shard_name_template='')
   num_rejected = rejected | 'CountRejected' >> beam.combiners.Count.Globally()
   _ = (results.examples
        | 'CountExamples' >> beam.combiners.Count.Globally()
        | 'ToCounts' >> beam.Map(
-           lambda n, bad: json.dumps({'list_file': list_file, 'examples': n,
-                                      'rejected': bad}),
-           bad=beam.pvalue.AsSingleton(num_rejected))
+           records.counts_record,
+           num_rejected=beam.pvalue.AsSingleton(num_rejected),
+           list_file=list_file)
        | 'WriteCounts' >> beam.io.WriteToText(
            out_stem, file_name_suffix='.counts.json', shard_name_template=''))
   return results.examples
@@ -175,11 +122,11 @@ def read_counts(quarantine_dir: str) -> Dict[str, Dict[str, int]]:
 
 def read_quarantine(quarantine_dir: str) -> List[Dict[str, str]]:
   """All quarantine records (list_file, entry, file_name, reason)."""
-  records = []
+  entries = []
   for path in sorted(tf.io.gfile.glob(os.path.join(quarantine_dir, '*.jsonl'))):
     with tf.io.gfile.GFile(path) as f:
-      records.extend(json.loads(line) for line in f if line.strip())
-  return records
+      entries.extend(json.loads(line) for line in f if line.strip())
+  return entries
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -189,15 +136,44 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     return _ListFileToExample
 
   def Do(self, input_dict, output_dict, exec_properties) -> None:
+    """Writes the splits and the quarantine, records the counts, checks them.
+
+    TFX's base `Do` is followed except for the write: its `WriteSplit` runs
+    TFX code in the workers and reshuffles every serialised example, so all
+    image bytes cross the runner's shuffle. Here the line-level reshuffle in
+    `_ListFileToExample` already spreads the work over the workers, and each
+    worker writes the records it makes (TFX's file names and GZIP format).
+
+    Raises:
+      ValueError: nothing valid, too small a valid fraction, or an output
+        format other than tf.Examples in GZIP TFRecords.
+    """
+    self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
-    quarantine_dir = os.path.join(examples.uri, QUARANTINE_DIR)
-    exec_properties = dict(exec_properties, _quarantine_dir=quarantine_dir)
-    super().Do(input_dict, output_dict, exec_properties)
-
     input_config = example_gen_pb2.Input()
     json_format.Parse(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                       input_config)
+    output_config = example_gen_pb2.Output()
+    json_format.Parse(
+        exec_properties.get(standard_component_specs.OUTPUT_CONFIG_KEY) or '{}',
+        output_config)
+    payload_format, file_format = _output_formats(exec_properties)
+    examples.split_names = artifact_utils.encode_split_names(
+        example_gen_utils.generate_output_split_names(input_config, output_config))
+    quarantine_dir = os.path.join(examples.uri, QUARANTINE_DIR)
+    exec_properties = dict(exec_properties, _quarantine_dir=quarantine_dir)
+    with self._make_beam_pipeline() as pipeline:
+      splits = self.GenerateExamplesByBeam(pipeline, exec_properties)
+      for split_name, split in splits.items():
+        _ = split | f'WriteSplit[{split_name}]' >> beam.io.WriteToTFRecord(
+            os.path.join(artifact_utils.get_split_uri([examples], split_name),
+                         write_split.DEFAULT_TF_RECORD_FILE_NAME),
+            file_name_suffix='.gz')
+    examples_utils.set_payload_format(examples, payload_format)
+    examples_utils.set_file_format(
+        examples, write_split.to_file_format_str(file_format))
+
     by_list = read_counts(quarantine_dir)
     counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
     written = sum(c['examples'] for c in counts.values())
