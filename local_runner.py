@@ -49,6 +49,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   p.add_argument('--early-stopping-patience', type=int, default=5,
                  help='epochs without a lower eval loss before stopping; best '
                       'weights are kept (0 = off)')
+  p.add_argument('--no-cache-examples', dest='cache_examples',
+                 action='store_false',
+                 help='re-read the transformed examples every epoch instead of '
+                      'keeping them in memory (~0.2 MB an image)')
   p.add_argument('--min-mean-iou', type=float, default=0.0,
                  help='absolute lower bound on eval mean IoU for blessing')
   p.add_argument('--threshold', action='append', default=[], metavar='METRIC=MIN',
@@ -120,6 +124,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
       fine_tune_epochs=args.fine_tune_epochs,
       fine_tune_learning_rate=args.fine_tune_learning_rate,
       early_stopping_patience=args.early_stopping_patience,
+      cache_examples=args.cache_examples,
       min_mean_iou=args.min_mean_iou, lower_bounds=_thresholds(args.threshold),
       max_regression=args.max_regression,
       max_regressions=_thresholds(args.max_regression_for),

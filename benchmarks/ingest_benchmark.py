@@ -90,9 +90,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
-from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
 
 from components.example_gen import component, executor, records, validation
 from pipeline import synthetic_pets
@@ -329,20 +327,8 @@ def ingest_beam(pet_executor: executor.Executor, input_base: str,
   """
   examples = standard_artifacts.Examples()
   examples.uri = out_dir
-  exec_properties = {
-      standard_component_specs.INPUT_BASE_KEY: input_base,
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          component.input_config(spans=False)),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Output()),
-      standard_component_specs.OUTPUT_FILE_FORMAT_KEY:
-          example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      standard_component_specs.OUTPUT_DATA_FORMAT_KEY:
-          example_gen_pb2.FORMAT_TF_EXAMPLE,
-      standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
-          executor.custom_config_proto(
-              {'min_valid_fraction': MIN_VALID_FRACTION})),
-  }
+  exec_properties = component.executor_properties(
+      input_base, {'min_valid_fraction': MIN_VALID_FRACTION})
   pet_executor.Do(
       {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
   return json.loads(

@@ -3,7 +3,8 @@
   .venv/bin/python benchmarks/train_benchmark.py [--num-images 256]
       [--batch-size 16] [--epochs 3] [--augment on|off]
       [--encoders frozen,trainable] [--schedule interleaved|sequential]
-      [--trainer-patch none|no-autotune] [--work-dir DIR] [--json FILE]
+      [--cache on|off]
+      [--work-dir DIR] [--json FILE]
 
 One run, one process, the same synthetic pets (`pipeline.synthetic_pets`,
 160-240 px, generated into a temporary folder or read from `--data DIR`):
@@ -55,9 +56,9 @@ their wall-clock seconds ("best ep": the fastest timed epoch). Also reported:
   input pipelines alone: each side's dataset iterated without a model (one
               warm-up pass, then `--pipeline-passes` passes).
 
-`--trainer-patch no-autotune` measures a proposed change to components/trainer.py
-(tf.data autotuning off for `_dataset`'s pipelines) by applying it to what
-`trainer._dataset` returns; the file itself is not touched.
+Both sides run tf.data with its autotuner off (`trainer.without_autotune`):
+with it on, every epoch's new iterator idles ~4 s before its first batch, on
+either side, which would hide the input pipeline's real cost.
 
 The target is (a)/(b) >= 0.9 images/s per encoder setting; `--strict` exits 3
 when one is missed. Exit status otherwise 0 (2 bad arguments).
@@ -216,37 +217,20 @@ def _identity(image: tf.Tensor, mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
   return image, mask
 
 
-def no_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
-  """The proposed Trainer patch: tf.data autotuning off for this pipeline.
-
-  With autotuning on, the Trainer's TFXIO pipeline stalls for seconds at epoch
-  boundaries with the CPU idle (see the report); `AUTOTUNE` parallelism then
-  falls back to the core count and prefetch buffers to TF's legacy autotuner.
-  """
-  options = tf.data.Options()
-  options.autotune.enabled = False
-  return dataset.with_options(options)
-
-
-# --trainer-patch: applied to what `trainer._dataset` returns, as the patch
-# would add it as the last line of `_dataset`.
-TRAINER_PATCHES = {'none': None, 'no-autotune': no_autotune}
-
-
 def trainer_dataset(fn_args: fn_args_utils.FnArgs,
                     tf_transform_output: tft.TFTransformOutput, files: List[str],
                     batch_size: int, training: bool, seed: int,
-                    augment: bool, patch: str = 'none') -> tf.data.Dataset:
+                    augment: bool, cache: bool) -> tf.data.Dataset:
   """`trainer._dataset`; the random flip replaced by identity if not augment.
 
-  `patch` names an entry of TRAINER_PATCHES applied to the result.
+  `cache` is the Trainer's `cache_examples`.
   """
   flip = contextlib.nullcontext() if augment else mock.patch.object(
       trainer, '_random_flip', _identity)
   with flip:
     dataset = trainer._dataset(fn_args, files, tf_transform_output, batch_size,
-                               training=training, seed=seed)
-  return TRAINER_PATCHES[patch](dataset) if TRAINER_PATCHES[patch] else dataset
+                               training=training, seed=seed, cache=cache)
+  return dataset
 
 
 def read_arrays(fn_args: fn_args_utils.FnArgs,
@@ -258,7 +242,8 @@ def read_arrays(fn_args: fn_args_utils.FnArgs,
     (images float32 [N, 128, 128, 3], masks int64 [N, 128, 128, 1]), file order.
   """
   dataset = trainer_dataset(fn_args, tf_transform_output, fn_args.train_files,
-                            batch_size, training=False, seed=0, augment=False)
+                            batch_size, training=False, seed=0, augment=False,
+                            cache=False)
   images, masks = [], []
   for image, mask in dataset:
     images.append(image.numpy())
@@ -267,13 +252,15 @@ def read_arrays(fn_args: fn_args_utils.FnArgs,
 
 
 def bare_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
-                 seed: int) -> tf.data.Dataset:
-  """In-memory arrays, shuffled, batched and flipped (the --augment on bare side)."""
-  return (tf.data.Dataset.from_tensor_slices((images, masks))
-          .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-          .batch(batch_size)
-          .map(trainer._random_flip, num_parallel_calls=tf.data.AUTOTUNE)
-          .prefetch(tf.data.AUTOTUNE))
+                 seed: int, augment: bool) -> tf.data.Dataset:
+  """In-memory arrays, shuffled, batched, flipped if `augment`: side (b)."""
+  dataset = (tf.data.Dataset.from_tensor_slices((images, masks))
+             .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size))
+  if augment:
+    dataset = dataset.map(trainer._random_flip,
+                          num_parallel_calls=tf.data.AUTOTUNE)
+  return trainer.without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def pipeline_rate(make_dataset: Callable[[], tf.data.Dataset],
@@ -371,20 +358,13 @@ class BareSide:
                                         train_encoder=config['train_encoder'])
       trainer.compile_model(self.model, config['learning_rate'])
     self.timer = EpochTimer()
-    self._images, self._masks = images, masks
-    self._batch_size = config['batch_size']
-    self._dataset = (bare_dataset(images, masks, self._batch_size, config['seed'])
-                     if augment else None)
+    self._dataset = bare_dataset(images, masks, config['batch_size'],
+                                 config['seed'], augment)
 
   def fit(self, epochs: int, initial_epoch: int = 0) -> None:
     """`model.fit` from `initial_epoch` to `epochs`; the train function is reused."""
-    kwargs = dict(epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=[self.timer], verbose=2)
-    if self._dataset is not None:
-      self.model.fit(self._dataset, **kwargs)
-    else:
-      self.model.fit(self._images, self._masks, batch_size=self._batch_size,
-                     shuffle=True, **kwargs)
+    self.model.fit(self._dataset, epochs=epochs, initial_epoch=initial_epoch,
+                   callbacks=[self.timer], verbose=2)
 
 
 class Alternate(keras.callbacks.Callback):
@@ -414,7 +394,7 @@ class Alternate(keras.callbacks.Callback):
 
 
 def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
-                       augment: bool, patch: str, timer: EpochTimer,
+                       augment: bool, timer: EpochTimer,
                        extra: Optional[keras.callbacks.Callback] = None,
                        extra_first: bool = False) -> None:
   """(a): `run_fn`'s steps up to the export, with the timer among the callbacks.
@@ -423,7 +403,6 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
     fn_args: the Trainer's FnArgs.
     config: the Trainer's custom_config.
     augment: keep the random flip (else identity).
-    patch: a TRAINER_PATCHES key.
     timer: appended to the Trainer's own callbacks.
     extra: one more callback (the Alternate), after the timer or, with
       `extra_first`, before it.
@@ -433,10 +412,11 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
   strategy = trainer.choose_strategy()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   batch_size = config['batch_size']
+  cache = config['cache_examples']
   train_data = trainer_dataset(fn_args, tf_transform_output, fn_args.train_files,
-                               batch_size, True, config['seed'], augment, patch)
+                               batch_size, True, config['seed'], augment, cache)
   eval_data = trainer_dataset(fn_args, tf_transform_output, fn_args.eval_files,
-                              batch_size, False, config['seed'], augment, patch)
+                              batch_size, False, config['seed'], augment, cache)
   added = [timer] if extra is None else (
       [extra, timer] if extra_first else [timer, extra])
   real_callbacks = trainer._callbacks
@@ -447,7 +427,7 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
 
 def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
                 images: np.ndarray, masks: np.ndarray, augment: bool,
-                patch: str, trainer_first: bool, interleave: bool
+                trainer_first: bool, interleave: bool
                 ) -> Dict[str, EpochTimer]:
   """Trains both sides for one encoder setting; returns their timers.
 
@@ -457,7 +437,6 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
     images: the transformed train images, in memory.
     masks: their masks.
     augment: random flips on both sides.
-    patch: a TRAINER_PATCHES key, for (a) only.
     trainer_first: (a) before (b), else (b) before (a).
     interleave: alternate the sides epoch by epoch, else one whole fit each.
   """
@@ -465,15 +444,15 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
   bare = BareSide(images, masks, config, augment)
   timer = EpochTimer()
   if interleave:
-    train_trainer_side(fn_args, config, augment, patch, timer,
+    train_trainer_side(fn_args, config, augment, timer,
                        extra=Alternate(bare, before=not trainer_first),
                        extra_first=not trainer_first)
   elif trainer_first:
-    train_trainer_side(fn_args, config, augment, patch, timer)
+    train_trainer_side(fn_args, config, augment, timer)
     bare.fit(config['epochs'])
   else:
     bare.fit(config['epochs'])
-    train_trainer_side(fn_args, config, augment, patch, timer)
+    train_trainer_side(fn_args, config, augment, timer)
   return {TRAINER: timer, BARE: bare.timer}
 
 
@@ -547,9 +526,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       default='interleaved',
                       help='alternate the sides epoch by epoch (default) or run '
                       'one whole fit after the other')
-  parser.add_argument('--trainer-patch', choices=sorted(TRAINER_PATCHES),
-                      default='none',
-                      help="apply a proposed change to (a)'s datasets (none)")
+  parser.add_argument('--cache', choices=('on', 'off'), default='on',
+                      help="(a): the Trainer's cache_examples (default on, as "
+                      'the pipeline runs)')
   parser.add_argument('--pipeline-passes', type=int, default=2,
                       help='timed passes over each input pipeline alone (2)')
   parser.add_argument('--seed', type=int, default=0)
@@ -616,6 +595,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     configs = {encoder: config_lib.PipelineConfig(
         data_root=data_root, output_dir=work_dir, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed,
+        cache_examples=args.cache == 'on',
         **settings[encoder]).trainer_config() for encoder in args.encoders}
     fn_args = trainer_fn_args(input_dict, configs[args.encoders[0]],
                               os.path.join(work_dir, 'logs'))
@@ -623,18 +603,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     images, masks = read_arrays(fn_args, tf_transform_output, args.batch_size)
     num_train = len(images)
 
-    def bare_pipeline():
-      if augment:
-        return bare_dataset(images, masks, args.batch_size, args.seed)
-      return (tf.data.Dataset.from_tensor_slices((images, masks))
-              .shuffle(num_train).batch(args.batch_size))
-
     pipelines = {
         TRAINER: pipeline_rate(lambda: trainer_dataset(
             fn_args, tf_transform_output, fn_args.train_files,
-            args.batch_size, True, args.seed, augment, args.trainer_patch),
+            args.batch_size, True, args.seed, augment, args.cache == 'on'),
                                args.pipeline_passes),
-        BARE: pipeline_rate(bare_pipeline, args.pipeline_passes),
+        BARE: pipeline_rate(lambda: bare_dataset(
+            images, masks, args.batch_size, args.seed, augment),
+                            args.pipeline_passes),
     }
 
     results: Dict[str, Dict[str, Dict[str, Any]]] = {}
@@ -646,7 +622,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       fn_args = trainer_fn_args(input_dict, configs[encoder],
                                 os.path.join(work_dir, 'logs', encoder))
       timers = run_setting(fn_args, configs[encoder], images, masks, augment,
-                           args.trainer_patch, trainer_first, interleave)
+                           trainer_first, interleave)
       results[encoder] = {side: summarise(timers[side], num_train)
                           for side in (TRAINER, BARE)}
   finally:
@@ -658,7 +634,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   print(f'{num_train} train images ({args.num_eval} eval), batch '
         f'{args.batch_size}, {args.epochs} epochs per side (first not timed), '
         f'{args.schedule}, augmentation {args.augment} on both sides, trainer '
-        f'patch {args.trainer_patch}; {os.cpu_count()} CPUs, 1-min load average '
+        f'cache {args.cache}; {os.cpu_count()} CPUs, 1-min load average '
         f'{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end')
   print('setup: ExampleGen + ImportSchemaGen + Transform ' +
         ('reused' if transform_s is None else f'{transform_s:.0f} s'))

@@ -56,6 +56,19 @@ def tree_digest(root: pathlib.Path) -> dict:
           for p in sorted(root.rglob('*')) if p.is_file()}
 
 
+def node_outputs(out: pathlib.Path, run_id: str, node: str, key: str) -> list:
+  """The output artifacts `key` of `node` in run `run_id`, from <out>/metadata.db."""
+  # pylint: disable=g-import-not-at-top
+  from ml_metadata import metadata_store
+  from tfx import v1 as tfx
+  from pipeline import summary as summary_lib
+  store = metadata_store.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          str(out / 'metadata.db')))
+  run = summary_lib.read_run(store, 'pet_segmentation', run_id)
+  return run['nodes'][node]['outputs'][key]
+
+
 @pytest.fixture(scope='session')
 def e2e(synthetic_root, tmp_path_factory) -> dict:
   """Two runs on one output dir: a normal one, then one with an unreachable bound."""

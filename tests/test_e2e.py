@@ -6,26 +6,15 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from ml_metadata import metadata_store
-from tfx import v1 as tfx
 
 from components import features
 from components import transform
-from pipeline import summary as summary_lib
-from tests.conftest import E2E_TEST, E2E_TRAIN, NODES
+from tests.conftest import E2E_TEST, E2E_TRAIN, NODES, node_outputs
 
 
 def _count_records(split_dir: str) -> int:
   files = tf.io.gfile.glob(os.path.join(split_dir, '*'))
   return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type='GZIP'))
-
-
-def _node_outputs(out, run_id, node, key):
-  store = metadata_store.MetadataStore(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          str(out / 'metadata.db')))
-  run = summary_lib.read_run(store, 'pet_segmentation', run_id)
-  return run['nodes'][node]['outputs'][key]
 
 
 def test_first_run_executes_every_component_and_pushes(e2e):
@@ -46,20 +35,20 @@ def test_summary_matches_artifacts(e2e):
   first, out = e2e['first'], e2e['out']
   assert first['examples'] == {'train': E2E_TRAIN, 'eval': E2E_TEST, 'rejected': 0,
                                'span': 0}
-  examples = _node_outputs(out, first['run_id'], 'PetExampleGen', 'examples')[0]
+  examples = node_outputs(out, first['run_id'], 'PetExampleGen', 'examples')[0]
   assert _count_records(os.path.join(examples.uri, 'Split-train')) == E2E_TRAIN
   assert _count_records(os.path.join(examples.uri, 'Split-eval')) == E2E_TEST
   # Metrics are TFMA's own numbers for this run's evaluation artifact.
-  evaluation = _node_outputs(out, first['run_id'], 'Evaluator', 'evaluation')[0]
+  evaluation = node_outputs(out, first['run_id'], 'Evaluator', 'evaluation')[0]
   tfma_values = {kv.key.name: kv.value.double_value.value
                  for m in tfma.load_metrics(evaluation.uri)
                  for kv in m.metric_keys_and_values if not kv.key.is_diff}
   assert first['metrics']['mean_iou'] == pytest.approx(tfma_values['mean_iou'])
   assert set(first['metrics']) >= {'mean_iou', 'iou_pet', 'iou_background',
                                    'iou_border', 'pixel_accuracy'}
-  blessing = _node_outputs(out, first['run_id'], 'Evaluator', 'blessing')[0]
+  blessing = node_outputs(out, first['run_id'], 'Evaluator', 'blessing')[0]
   assert os.path.exists(os.path.join(blessing.uri, 'BLESSED'))
-  model = _node_outputs(out, first['run_id'], 'Trainer', 'model')[0]
+  model = node_outputs(out, first['run_id'], 'Trainer', 'model')[0]
   assert first['model']['uri'] == model.uri
   assert first['model']['trainable_params'] + first['model']['frozen_params'] == 6504227
   assert os.path.isfile(os.path.join(model.uri, 'model_report.txt'))

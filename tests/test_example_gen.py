@@ -18,7 +18,6 @@ from apache_beam.internal import pickler as beam_pickler
 from PIL import Image
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
 
 from components import features
 from components.example_gen import component, executor, records, validation
@@ -40,19 +39,7 @@ def run_executor(input_base, output_uri, min_valid_fraction=None):
   options = {}
   if min_valid_fraction is not None:
     options['min_valid_fraction'] = min_valid_fraction
-  exec_properties = {
-      standard_component_specs.INPUT_BASE_KEY: str(input_base),
-      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          component.input_config(spans=False)),
-      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-          example_gen_pb2.Output()),
-      standard_component_specs.OUTPUT_FILE_FORMAT_KEY:
-          example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      standard_component_specs.OUTPUT_DATA_FORMAT_KEY:
-          example_gen_pb2.FORMAT_TF_EXAMPLE,
-      standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
-          executor.custom_config_proto(options)),
-  }
+  exec_properties = component.executor_properties(str(input_base), options)
   executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
                          exec_properties)
   return examples
@@ -374,6 +361,19 @@ def test_valid_fraction_below_minimum_raises(tmp_path):
     run_executor(root, out, min_valid_fraction=0.8)
   assert 'only 3 of 4 listed pairs are valid' in str(info.value)
   assert '0.8' in str(info.value)
+
+
+def test_output_formats_other_than_gzip_tf_examples_are_refused(tmp_path):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'examples')
+  exec_properties = component.executor_properties(str(SAMPLE_ROOT))
+  exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY] = (
+      example_gen_pb2.FORMAT_PARQUET)
+  with pytest.raises(ValueError, match='tf.Examples in GZIP TFRecords only; '
+                     'got payload format FORMAT_PARQUET'):
+    executor.Executor().Do(
+        {}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+  assert not (tmp_path / 'examples').exists()
 
 
 # --- pure helpers ----------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""Trainer pieces: augmentation, fine-tuning schedule, tf.distribute on two devices."""
+"""Trainer pieces: input pipeline, augmentation, fine-tuning, tf.distribute on two devices."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -8,14 +10,19 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx.components.util import examples_utils, tfxio_utils
+from tfx.proto import example_gen_pb2
 
 from components import model as model_lib
 from components import trainer
-from tests.conftest import REPO
+from tests.conftest import E2E_TRAIN, REPO, node_outputs
 
 CONFIG = {'encoder_weights': 'none', 'train_encoder': True, 'learning_rate': 1e-3,
           'epochs': 1, 'fine_tune_blocks': 0, 'fine_tune_epochs': 0,
-          'fine_tune_learning_rate': 1e-4, 'early_stopping_patience': 0, 'seed': 0}
+          'fine_tune_learning_rate': 1e-4, 'early_stopping_patience': 0, 'seed': 0,
+          'cache_examples': True}
 
 
 def _tiny_data(n=4, batch=2):
@@ -85,3 +92,46 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
   assert facts['strategy'] == 'MirroredStrategy'
   assert facts['replicas'] == 2
   assert facts['variable'] == 'MirroredVariable'
+
+
+def _examples(dataset):
+  """Per example, in order: (mask sum, image sum), both unchanged by a flip."""
+  return [(int(m.sum()), round(float(i.sum()), 1))
+          for images, masks in dataset
+          for i, m in zip(images.numpy(), masks.numpy())]
+
+
+def test_cached_input_reads_the_files_once_and_reshuffles_each_epoch(e2e, tmp_path):
+  out, run_id = e2e['out'], e2e['first']['run_id']
+  examples = node_outputs(out, run_id, 'Transform', 'transformed_examples')[0]
+  graph = node_outputs(out, run_id, 'Transform', 'transform_graph')[0]
+  shutil.copytree(os.path.join(examples.uri, 'Split-train'), tmp_path / 'train')
+  files = [str(p) for p in sorted((tmp_path / 'train').glob('*.gz'))]
+  artifact = tfx.types.standard_artifacts.Examples()
+  artifact.uri = examples.uri
+  examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+  fn_args = tfx.components.FnArgs(data_accessor=tfx.components.DataAccessor(
+      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact(
+          [artifact], []),
+      record_batch_factory=None, data_view_decode_fn=None))
+  transform_output = tft.TFTransformOutput(graph.uri)
+
+  def dataset(training, cache):
+    return trainer._dataset(fn_args, files, transform_output, batch_size=4,
+                            training=training, seed=0, cache=cache)
+
+  uncached = _examples(dataset(training=False, cache=False))
+  assert len(uncached) == E2E_TRAIN
+  cached_eval, cached_train = (dataset(training=False, cache=True),
+                               dataset(training=True, cache=True))
+  first_eval, first_train = _examples(cached_eval), _examples(cached_train)
+  for path in files:  # Later epochs must come from memory.
+    os.remove(path)
+  second_eval, second_train = _examples(cached_eval), _examples(cached_train)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='No files matched'):
+    _examples(dataset(training=False, cache=False))
+
+  assert first_eval == second_eval == uncached  # eval: reader order, every epoch
+  assert sorted(first_train) == sorted(second_train) == sorted(uncached)
+  assert first_train != second_train  # training: a new order each epoch
+  assert first_train != uncached

@@ -1,9 +1,11 @@
 """PetExampleGen: TFX's FileBasedExampleGen with the Oxford-IIIT Pet executor."""
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
 from components.example_gen import executor
 
@@ -19,6 +21,33 @@ def input_config(spans: bool) -> example_gen_pb2.Input:
       example_gen_pb2.Input.Split(name='train', pattern=prefix + TRAIN_LIST),
       example_gen_pb2.Input.Split(name='eval', pattern=prefix + EVAL_LIST),
   ])
+
+
+def executor_properties(input_base: str,
+                        options: Optional[Dict[str, Any]] = None
+                        ) -> Dict[str, Any]:
+  """The exec properties TFX's driver hands the executor for a span-less layout.
+
+  For calling `executor.Executor().Do` directly, as TFX's own executor tests
+  do (our tests and benchmarks).
+
+  Args:
+    input_base: the Oxford-IIIT Pet layout folder.
+    options: executor options such as {'min_valid_fraction': 0.8}.
+  """
+  return {
+      standard_component_specs.INPUT_BASE_KEY: input_base,
+      standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+          input_config(spans=False)),
+      standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+          example_gen_pb2.Output()),
+      standard_component_specs.OUTPUT_FILE_FORMAT_KEY:
+          example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+      standard_component_specs.OUTPUT_DATA_FORMAT_KEY:
+          example_gen_pb2.FORMAT_TF_EXAMPLE,
+      standard_component_specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(
+          executor.custom_config_proto(options or {})),
+  }
 
 
 def create_example_gen(
