@@ -80,7 +80,8 @@ def _ListFileToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.pvalue.PCollection:
   """Reads one list file and emits serialised tf.Examples; rejects go to the quarantine.
 
-  Every callable the workers run comes from `records` (no TensorFlow import).
+  The workers run Beam's own transforms and `records.ToRecordFn`, so they never
+  import TensorFlow or TFX (see components/example_gen/records.py).
   """
   list_file = os.path.join(
       exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
