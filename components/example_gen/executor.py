@@ -130,6 +130,35 @@ def read_quarantine(quarantine_dir: str) -> List[Dict[str, str]]:
   return entries
 
 
+def _record_and_check_counts(examples, input_config: example_gen_pb2.Input,
+                             quarantine_dir: str,
+                             exec_properties: Dict[str, Any]) -> None:
+  """Sets the count properties on `examples`; raises when too little is valid."""
+  by_list = read_counts(quarantine_dir)
+  counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
+  written = sum(c['examples'] for c in counts.values())
+  rejected = sum(c['rejected'] for c in counts.values())
+  listed = written + rejected
+  examples.set_int_custom_property(NUM_REJECTED_PROPERTY, rejected)
+  examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(
+      {k: {'examples': v['examples'], 'rejected': v['rejected']}
+       for k, v in counts.items()}))
+  examples.set_string_custom_property(QUARANTINE_URI_PROPERTY, quarantine_dir)
+  logging.info('PetExampleGen: %s (quarantine: %s)', counts, quarantine_dir)
+  min_fraction = float(_options(exec_properties).get(
+      'min_valid_fraction', DEFAULT_MIN_VALID_FRACTION))
+  if listed == 0:
+    raise ValueError(f'no valid examples: the list files hold no entries '
+                     f'({", ".join(s.pattern for s in input_config.splits)})')
+  if written == 0:
+    raise ValueError(f'no valid examples: all {listed} listed pairs were '
+                     f'rejected (reasons in {quarantine_dir})')
+  if written < min_fraction * listed:
+    raise ValueError(
+        f'only {written} of {listed} listed pairs are valid, below the minimum '
+        f'valid fraction {min_fraction} (reasons in {quarantine_dir})')
+
+
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
   """FileBasedExampleGen executor for the Oxford-IIIT Pet layout."""
 
@@ -174,27 +203,5 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     examples_utils.set_payload_format(examples, payload_format)
     examples_utils.set_file_format(
         examples, write_split.to_file_format_str(file_format))
-
-    by_list = read_counts(quarantine_dir)
-    counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
-    written = sum(c['examples'] for c in counts.values())
-    rejected = sum(c['rejected'] for c in counts.values())
-    listed = written + rejected
-    examples.set_int_custom_property(NUM_REJECTED_PROPERTY, rejected)
-    examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(
-        {k: {'examples': v['examples'], 'rejected': v['rejected']}
-         for k, v in counts.items()}))
-    examples.set_string_custom_property(QUARANTINE_URI_PROPERTY, quarantine_dir)
-    logging.info('PetExampleGen: %s (quarantine: %s)', counts, quarantine_dir)
-    min_fraction = float(_options(exec_properties).get(
-        'min_valid_fraction', DEFAULT_MIN_VALID_FRACTION))
-    if listed == 0:
-      raise ValueError(f'no valid examples: the list files hold no entries '
-                       f'({", ".join(s.pattern for s in input_config.splits)})')
-    if written == 0:
-      raise ValueError(f'no valid examples: all {listed} listed pairs were '
-                       f'rejected (reasons in {quarantine_dir})')
-    if written < min_fraction * listed:
-      raise ValueError(
-          f'only {written} of {listed} listed pairs are valid, below the minimum '
-          f'valid fraction {min_fraction} (reasons in {quarantine_dir})')
+    _record_and_check_counts(examples, input_config, quarantine_dir,
+                             exec_properties)
