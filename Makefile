@@ -26,7 +26,7 @@ $(STAMP): requirements.lock setup.py
 	@touch $@
 
 demo: $(STAMP)
-	@[ -f $(DEMO_DATA)/annotations/test.txt ] || $(PY) -m pipeline.synthetic_pets \
+	@[ -f $(DEMO_DATA)/annotations/test.txt ] || $(PY) -m pipeline.tools.synthetic_pets \
 	  --out $(DEMO_DATA) --num-trainval $(DEMO_TRAIN) --num-test $(DEMO_TEST)
 	$(PY) local_runner.py --data-root $(DEMO_DATA) --output-dir $(DEMO_OUT) \
 	  --epochs $(DEMO_EPOCHS) --batch-size $(DEMO_BATCH) --min-mean-iou 0.5

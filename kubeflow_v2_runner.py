@@ -37,7 +37,7 @@ import traceback
 from typing import List, Optional, Tuple
 
 import local_runner
-from pipeline import config as config_lib
+from pipeline import settings as config_lib
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_OUTPUT_FILE = 'pet_segmentation_pipeline.json'

@@ -18,7 +18,7 @@ import traceback
 import warnings
 from typing import List, Optional
 
-from pipeline import config as config_lib
+from pipeline import settings as config_lib
 from pipeline import metadata as metadata_lib
 from pipeline import run_lock
 
@@ -159,7 +159,7 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False,
   # Heavy imports (TF, TFX: ~20 s) only once the arguments are known to be good.
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-  from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import summary as summary_lib  # pylint: disable=g-import-not-at-top
   if not verbose:
     _quiet()  # Again: importing TF/TFX resets some loggers.
   os.makedirs(config.output_dir, exist_ok=True)
@@ -176,7 +176,7 @@ def run(config: config_lib.PipelineConfig, verbose: bool = False,
   summary = summary_lib.build_summary(
       config, summary_lib.metadata_store.MetadataStore(connection))
   if report_images > 0 and summary['model'] and summary['metrics']:
-    from pipeline import report  # pylint: disable=g-import-not-at-top
+    from pipeline.tools import report  # pylint: disable=g-import-not-at-top
     summary['report'] = report.write_report(summary, config.output_dir,
                                             report_images)
   summary_lib.save_summary(config, summary)
@@ -222,7 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # One line, not a traceback: the cause is the innermost message.
     print(f'error: pipeline failed: {one_line(e)}', file=sys.stderr)
     return EXIT_FAILED
-  from pipeline import summary as summary_lib  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import summary as summary_lib  # pylint: disable=g-import-not-at-top
   print(summary_lib.format_summary(summary))
   print(f'Summary: {config.summary_path}')
   if args.require_blessing and not summary['blessed']:

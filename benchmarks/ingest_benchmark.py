@@ -93,7 +93,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components.example_gen import component, executor, records, validation
-from pipeline import synthetic_pets
+from pipeline.tools import synthetic_pets
 
 try:
   import psutil

@@ -48,8 +48,11 @@ def build_random_model(work_dir: str) -> str:
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io  # pylint: disable=g-import-not-at-top
   from tfx.utils import io_utils  # pylint: disable=g-import-not-at-top
-  from components import export, features, transform  # pylint: disable=g-import-not-at-top
-  from components import model as model_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from components import features
+  from components.trainer import export
+  from components.transform import module as transform
+  from components.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
 
   def encode(array, fmt):
     buf = io.BytesIO()
@@ -83,7 +86,7 @@ def load_images(folder: pathlib.Path) -> List[bytes]:
 
 
 def synthetic_images(work_dir: str) -> List[bytes]:
-  from pipeline import synthetic_pets  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(work_dir) / 'pets'
   synthetic_pets.generate(root, num_trainval=32, num_test=0, seed=0)
   return load_images(root / 'images')
@@ -151,7 +154,10 @@ def report(seconds, model_dir: str, num_images: int) -> None:
 def run(model_dir: str, encoded: List[bytes]) -> None:
   """Loads both sides from model_dir, measures them on `encoded`, prints."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import export, features, transform  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from components import features
+  from components.trainer import export
+  from components.transform import module as transform
   loaded = tf.saved_model.load(model_dir)  # kept: it owns the signature's variables
   signature = loaded.signatures[export.IMAGE_BYTES_SIGNATURE]
   model = export.load_keras_model(model_dir)
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
   p.add_argument('--images', type=pathlib.Path, default=REAL_IMAGES,
                  help='folder of JPEG/PNG images (default: the shared real sample)')
   args = p.parse_args(argv)
-  from pipeline import predict  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import predict  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory(prefix='serving_benchmark_') as work_dir:
     try:
       model_dir = (predict.resolve_model_dir(args.model) if args.model

@@ -6,7 +6,7 @@
       [--cache on|off]
       [--work-dir DIR] [--json FILE]
 
-One run, one process, the same synthetic pets (`pipeline.synthetic_pets`,
+One run, one process, the same synthetic pets (`pipeline.tools.synthetic_pets`,
 160-240 px, generated into a temporary folder or read from `--data DIR`):
 
   1. A tiny TFX pipeline on LocalDagRunner (SQLite metadata, DirectRunner
@@ -103,11 +103,11 @@ from tfx.types.artifact import Artifact
 from tfx.utils import json_utils, proto_utils
 
 from components import features
-from components import model as model_lib
-from components import trainer
+from components.trainer import model as model_lib
+from components.trainer import module as trainer
 from components.example_gen import component as example_gen_component
-from pipeline import config as config_lib
-from pipeline import synthetic_pets
+from pipeline import settings as config_lib
+from pipeline.tools import synthetic_pets
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 SCHEMA_PATH = str(REPO / 'schemas' / 'schema.pbtxt')

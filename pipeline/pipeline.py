@@ -6,11 +6,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
-from components import data_gate
-from components import evaluation
-from components import pusher as pusher_lib
+from components.data_gate import component as data_gate
+from components.evaluator import eval_config as evaluation
+from components.pusher import executor as pusher_lib
 from components.example_gen import component as example_gen_component
-from pipeline import config as config_lib
+from pipeline import settings as config_lib
 
 SCHEMA_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schemas',

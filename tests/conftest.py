@@ -43,7 +43,7 @@ def real_sample() -> pathlib.Path:
 
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory) -> pathlib.Path:
-  from pipeline import synthetic_pets  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('synthetic_pets')
   synthetic_pets.generate(root, num_trainval=E2E_TRAIN, num_test=E2E_TEST,
                           seed=0, min_size=128, max_size=160)
@@ -61,7 +61,7 @@ def node_outputs(out: pathlib.Path, run_id: str, node: str, key: str) -> list:
   # pylint: disable=g-import-not-at-top
   from ml_metadata import metadata_store
   from tfx import v1 as tfx
-  from pipeline import summary as summary_lib
+  from pipeline.tools import summary as summary_lib
   store = metadata_store.MetadataStore(
       tfx.orchestration.metadata.sqlite_metadata_connection_config(
           str(out / 'metadata.db')))

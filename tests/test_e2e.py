@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from components import features
-from components import transform
+from components.transform import module as transform
 from tests.conftest import E2E_TEST, E2E_TRAIN, NODES, node_outputs
 
 

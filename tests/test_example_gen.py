@@ -21,7 +21,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 
 from components import features
 from components.example_gen import component, executor, records, validation
-from pipeline import synthetic_pets
+from pipeline.tools import synthetic_pets
 
 SAMPLE_ROOT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' /
                'oxford_pets_sample')

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import local_runner
-from components import pusher
+from components.pusher import executor as pusher
 from pipeline import run_lock
 from tests.conftest import REPO, tree_digest
 

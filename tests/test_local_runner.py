@@ -44,7 +44,7 @@ def test_unknown_threshold_metric_is_refused(tmp_path, synthetic_root, capsys):
 
 
 def test_per_metric_thresholds_reach_the_eval_config(tmp_path):
-  from components import evaluation  # pylint: disable=g-import-not-at-top
+  from components.evaluator import eval_config as evaluation  # pylint: disable=g-import-not-at-top
   args = local_runner.parse_args([
       '--data-root', str(tmp_path), '--output-dir', str(tmp_path),
       '--min-mean-iou', '0.4', '--threshold', 'iou_pet=0.5',
@@ -82,7 +82,7 @@ def test_no_valid_examples_fails_with_reason(tmp_path, capsys):
 
 
 def test_schema_anomalies_stop_training(tmp_path, capsys):
-  from pipeline import synthetic_pets  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
   root = tmp_path / 'pets'
   synthetic_pets.generate(root, num_trainval=6, num_test=3, min_size=128,
                           max_size=140)

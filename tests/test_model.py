@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from components import model as unet_lib
+from components.trainer import model as unet_lib
 
 # The tutorial's model: 6,504,227 params. Checked by hand: upsample_k = 3*3*C_in*F + 4F
 # (conv without bias + BN), final = 3*3*160*3 + 3; the encoder is MobileNetV2 no-top

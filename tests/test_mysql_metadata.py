@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 
 import local_runner
 from pipeline import metadata as metadata_lib
-from pipeline import summary as summary_lib
+from pipeline.tools import summary as summary_lib
 from tests import mysql_server
 from tests.conftest import NODES
 
@@ -187,7 +187,7 @@ def mysql_runs(mariadb, tmp_path_factory):
   with "the baseline is the candidate", and the Evaluator really compares two
   models (with --no-cache the same holds, at twice the cost).
   """
-  from pipeline import synthetic_pets  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
   data = tmp_path_factory.mktemp('mysql_pets')
   synthetic_pets.generate(data, num_trainval=TRAIN, num_test=TEST, seed=6,
                           min_size=128, max_size=140)

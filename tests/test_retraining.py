@@ -6,8 +6,8 @@ import local_runner
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
-from pipeline import summary as summary_lib
-from pipeline import synthetic_pets
+from pipeline.tools import summary as summary_lib
+from pipeline.tools import synthetic_pets
 
 # The cron entry point: the same command every time; exit 0 = blessed and pushed.
 ARGS = ['--spans', '--epochs', '1', '--batch-size', '4', '--report-images', '0',

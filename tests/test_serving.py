@@ -1,5 +1,5 @@
 """Serving: the pushed model agrees with Transform + the trained model, and
-`pipeline.predict` turns photos into masks and overlays.
+`pipeline.tools.predict` turns photos into masks and overlays.
 
 Uses the session's end-to-end run (`e2e` in conftest.py): its pushed model, the
 Transform artifact's eval examples and the Trainer's model artifact.
@@ -20,9 +20,11 @@ from ml_metadata import metadata_store
 from PIL import Image
 from tfx import v1 as tfx
 
-from components import export, features, transform
-from pipeline import predict
-from pipeline import summary as summary_lib
+from components import features
+from components.trainer import export
+from components.transform import module as transform
+from pipeline.tools import predict
+from pipeline.tools import summary as summary_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASS_IDS = {features.PET, features.BACKGROUND, features.BORDER}
@@ -181,7 +183,7 @@ def test_argmax_uint8_is_tf_argmax_ties_included():
   np.testing.assert_array_equal(ids, tf.argmax(scores, axis=-1).numpy())
 
 
-# --- pipeline.predict ----------------------------------------------------------
+# --- pipeline.tools.predict ----------------------------------------------------------
 
 def _make_model_tree(root: pathlib.Path, versions) -> None:
   for version in versions:
@@ -299,7 +301,7 @@ def test_predict_fails_when_nothing_was_segmented(e2e, tmp_path, capsys):
 
 def test_predict_bad_model_is_usage_error_before_importing_tf(tmp_path):
   # A fresh interpreter: a bad MODEL must fail fast, without importing TensorFlow.
-  code = ('import sys; from pipeline import predict; '
+  code = ('import sys; from pipeline.tools import predict; '
           f'rc = predict.main([{str(tmp_path)!r}, "x.jpg", "--out", "o"]); '
           'print("tensorflow" in sys.modules); sys.exit(rc)')
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,

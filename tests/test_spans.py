@@ -4,10 +4,10 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from pipeline import config as config_lib
+from pipeline import settings as config_lib
 from pipeline import pipeline as pipeline_lib
-from pipeline import summary as summary_lib
-from pipeline import synthetic_pets
+from pipeline.tools import summary as summary_lib
+from pipeline.tools import synthetic_pets
 from components.example_gen import component as example_gen_component
 
 # (trainval, test) entries per span: different, so counts tell which was read.

@@ -1,4 +1,4 @@
-"""Tests for pipeline.synthetic_pets: layout, formats, trimaps, labels, determinism."""
+"""Tests for pipeline.tools.synthetic_pets: layout, formats, trimaps, labels, determinism."""
 import hashlib
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import synthetic_pets
+from pipeline.tools import synthetic_pets
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_SAMPLE_LIST = '/work/shared/data/oxford_pets_sample/annotations/list.txt'
@@ -205,7 +205,7 @@ def test_rejects_bad_arguments(tmp_path, kwargs):
 def test_cli_writes_dataset_and_prints_one_line(tmp_path):
   out = str(tmp_path / 'cli')
   proc = subprocess.run(
-      [sys.executable, '-m', 'pipeline.synthetic_pets', '--out', out,
+      [sys.executable, '-m', 'pipeline.tools.synthetic_pets', '--out', out,
        '--num-trainval', '2', '--num-test', '1', '--seed', '3',
        '--min-size', '40', '--max-size', '50'],
       cwd=REPO_ROOT, capture_output=True, text=True, check=True)

@@ -15,8 +15,8 @@ from tfx import v1 as tfx
 from tfx.components.util import examples_utils, tfxio_utils
 from tfx.proto import example_gen_pb2
 
-from components import model as model_lib
-from components import trainer
+from components.trainer import model as model_lib
+from components.trainer import module as trainer
 from tests.conftest import E2E_TRAIN, REPO, node_outputs
 
 CONFIG = {'encoder_weights': 'none', 'train_encoder': True, 'learning_rate': 1e-3,
@@ -76,7 +76,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
       cpu = tf.config.list_physical_devices('CPU')[0]
       tf.config.set_logical_device_configuration(
           cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-      from components import trainer
+      from components.trainer import module as trainer
       from tests.test_trainer import CONFIG, _tiny_data
       strategy = trainer.choose_strategy()
       model = trainer.train(CONFIG, _tiny_data(), _tiny_data(), {str(tmp_path)!r}, strategy)

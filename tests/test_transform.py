@@ -15,7 +15,8 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from tfx.utils import io_utils
 
-from components import features, transform
+from components import features
+from components.transform import module as transform
 from components.example_gen import records
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -1,1 +1,3 @@
-"""PetExampleGen: Oxford-IIIT Pet layout (list files, images, trimaps) -> tf.Examples."""
+"""PetExampleGen room: Oxford-IIIT Pet layout (list files, images, trimaps) -> tf.Examples."""
+# What the ExampleGen's driver, executor and Beam workers run.
+CODE = ('features.py', 'example_gen')

@@ -7,7 +7,7 @@ is a noisy, striped ellipse on a textured background whose colours differ
 clearly from the pet's but change from image to image.
 
 Usage:
-  python -m pipeline.synthetic_pets --out /tmp/pets --num-trainval 24 --num-test 8
+  python -m pipeline.tools.synthetic_pets --out /tmp/pets --num-trainval 24 --num-test 8
 """
 import argparse
 import colorsys

@@ -13,9 +13,9 @@ from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from components import trainer as trainer_lib
+from components.trainer import module as trainer_lib
 from components.example_gen import executor as example_gen_executor
-from pipeline import config as config_lib
+from pipeline import settings as config_lib
 from pipeline import pipeline as pipeline_lib
 
 _STATES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}

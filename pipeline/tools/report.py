@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from components import export
+from components.trainer import export
 from components import features
-from components import transform
-from pipeline import predict
+from components.transform import module as transform
+from pipeline.tools import predict
 
 REPORT_DIR = 'report'
 _SCALE = 2

@@ -13,9 +13,9 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import export
+from components.trainer import export
 from components import features
-from components import model as model_lib
+from components.trainer import model as model_lib
 
 REPORT_JSON = 'model_report.json'
 REPORT_TEXT = 'model_report.txt'

@@ -1,6 +1,6 @@
 """Segments pet photos with a pushed model: a class mask and an overlay per image.
 
-  python -m pipeline.predict MODEL IMAGE_OR_FOLDER... --out DIR [--batch-size 16]
+  python -m pipeline.tools.predict MODEL IMAGE_OR_FOLDER... --out DIR [--batch-size 16]
 
 MODEL is an exported SavedModel directory, or a pipeline output directory
 (`--output-dir` of local_runner.py), whose newest pushed version
@@ -144,7 +144,7 @@ class Segmenter:
   """Calls a serving_image_bytes signature on batches of encoded images."""
 
   def __init__(self, signature, owner=None):
-    from components import export  # pylint: disable=g-import-not-at-top
+    from components.trainer import export  # pylint: disable=g-import-not-at-top
     self._tf = _quiet_tf_import()
     self._signature = signature
     self._input_key = export.IMAGE_BYTES_KEY
@@ -154,7 +154,7 @@ class Segmenter:
   def load(cls, model_dir: str) -> 'Segmenter':
     """From a SavedModel dir; UsageError if it cannot be loaded or lacks the signature."""
     tf = _quiet_tf_import()
-    from components import export  # pylint: disable=g-import-not-at-top
+    from components.trainer import export  # pylint: disable=g-import-not-at-top
     try:
       loaded = tf.saved_model.load(model_dir)
     except (OSError, ValueError, tf.errors.OpError) as e:
@@ -237,7 +237,7 @@ def segment_files(segmenter: Segmenter, files: List[str], out_dir: str,
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m pipeline.predict',
+  p = argparse.ArgumentParser(prog='python -m pipeline.tools.predict',
                               description=__doc__.split('\n')[0])
   p.add_argument('model', metavar='MODEL',
                  help='SavedModel dir, or pipeline output dir (newest pushed model)')

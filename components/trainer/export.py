@@ -20,8 +20,8 @@ import keras
 import tensorflow as tf
 
 from components import features
-from components import model as model_lib
-from components import transform
+from components.trainer import model as model_lib
+from components.transform import module as transform
 
 SERVING_SIGNATURE = 'serving_default'
 TRANSFORM_SIGNATURE = 'transform_features'

@@ -4,10 +4,11 @@ from typing import Dict
 
 import tensorflow_model_analysis as tfma
 
-from components import export
+from components.trainer import export
+from components import evaluator
 from components import features
 
-METRICS_MODULE = 'components.metrics'
+METRICS_MODULE = evaluator.METRICS_MODULE
 MEAN_IOU = features.MEAN_IOU
 
 

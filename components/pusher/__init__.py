@@ -1,0 +1,2 @@
+"""Pusher room: TFX's Pusher with an atomic filesystem push."""
+CODE = ('pusher',)

@@ -1,0 +1,1 @@
+"""Tools a person runs: predict, the run summary and report, synthetic pets."""
