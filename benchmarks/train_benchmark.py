@@ -12,27 +12,29 @@ One run, one process, the same synthetic pets (`pipeline.tools.synthetic_pets`,
   1. A tiny TFX pipeline on LocalDagRunner (SQLite metadata, DirectRunner
      in_memory, as `local_runner.py`): PetExampleGen (`create_example_gen`),
      ImportSchemaGen(schemas/schema.pbtxt) and Transform(preprocessing_fn=
-     'components.transform.preprocessing_fn'). Its artifacts are read back from
-     ML Metadata and turned into the Trainer's `FnArgs` exactly as TFX's Trainer
-     executor does (`fn_args_utils.get_common_fn_args`, then transform_output =
+     `components.transform.PREPROCESSING_FN`). Its artifacts are read back
+     from ML Metadata (`pipeline.runs`: the newest run's Transform) and turned
+     into the Trainer's `FnArgs` exactly as TFX's Trainer executor does
+     (`fn_args_utils.get_common_fn_args`, then transform_output =
      transform_graph_path): the data accessor is TFX's own, a tfx_bsl
      `TFExampleRecord` TFXIO over the gzipped transformed tf.Examples.
   2. For each encoder setting, two sides train the same U-Net
      (`model_lib.build_unet`, `trainer.compile_model`, same seed, batch size and
      epochs):
-       (a) trainer  `trainer._dataset(fn_args, ...)` for train (training=True:
-                    shuffled, flipped) and eval, then `trainer.train(config, ...)`
-                    with the Trainer's config (`PipelineConfig.trainer_config()`):
-                    its callbacks, its validation pass, its fit. `run_fn` minus
-                    the export.
+       (a) trainer  `trainer.make_dataset(fn_args, ...)` for train
+                    (training=True: shuffled, flipped) and eval, then
+                    `trainer.train(options, ..., extra_callbacks=[timer, ...])`
+                    with the Trainer's settings (`TrainerOptions`): its
+                    callbacks, its validation pass, its fit. `run_fn` minus the
+                    export.
        (b) bare     the same transformed images and masks, read once into numpy
                     arrays; `model.fit` on them in memory, no validation.
      Augmentation (`--augment`): `on` (default) leaves the Trainer code untouched
      (random left-right flips) and gives (b) the same flip on an in-memory
      `tf.data.Dataset.from_tensor_slices(arrays).shuffle.batch.map(flip)`;
      `off` makes (b) a plain `model.fit(images, masks, shuffle=True)` on the
-     numpy arrays and replaces `trainer._random_flip` by the identity while (a)'s
-     dataset is built (everything else in (a) unchanged).
+     numpy arrays and builds (a)'s train dataset with `augment=False` (no flip;
+     everything else in (a) unchanged).
   3. Encoder settings: `frozen` (a MobileNetV2 no-top built with weights=None,
      saved to a temporary `.weights.h5` and passed as encoder_weights,
      train_encoder=False) and `trainable` (encoder_weights='none',
@@ -64,7 +66,6 @@ The target is (a)/(b) >= 0.9 images/s per encoder setting; `--strict` exits 3
 when one is missed. Exit status otherwise 0 (2 bad arguments).
 """
 import argparse
-import contextlib
 import json
 import os
 import pathlib
@@ -74,7 +75,6 @@ import tempfile
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
-from unittest import mock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
@@ -85,8 +85,6 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 # says so once; expected for the Trainer's (finite, one-pass) datasets.
 warnings.filterwarnings('ignore', message='Your input ran out of data')
 
-# The benchmark drives the Trainer's private helpers (_dataset, _callbacks).
-# pylint: disable=protected-access
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging as absl_logging
 import keras
@@ -94,7 +92,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.components.trainer import fn_args_utils
 from tfx.proto import trainer_pb2
@@ -103,15 +100,19 @@ from tfx.types.artifact import Artifact
 from tfx.utils import json_utils, proto_utils
 
 from components import features
+from components import trainer as trainer_room
+from components import transform as transform_room
+from components.example_gen import component as example_gen_component
 from components.trainer import model as model_lib
 from components.trainer import module as trainer
-from components.example_gen import component as example_gen_component
-from pipeline import settings as config_lib
+from components.trainer.options import TrainerOptions
+from pipeline import runs
 from pipeline.tools import synthetic_pets
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 SCHEMA_PATH = str(REPO / 'schemas' / 'schema.pbtxt')
 PIPELINE_NAME = 'train_benchmark'
+TRANSFORM = 'Transform'  # the Transform's node id
 TARGET_RATIO = 0.9  # (a) images/s over (b) images/s
 ENCODERS = ('frozen', 'trainable')
 TRAINER = '(a) trainer'
@@ -137,74 +138,70 @@ def run_transform_pipeline(data_root: str, out_dir: str,
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      preprocessing_fn=config_lib.PREPROCESSING_FN)
+      preprocessing_fn=transform_room.PREPROCESSING_FN).with_id(TRANSFORM)
   connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       os.path.join(out_dir, 'metadata.db'))
   tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
       pipeline_name=PIPELINE_NAME, pipeline_root=os.path.join(out_dir, 'tfx'),
       components=[example_gen, schema_gen, transform], enable_cache=False,
       metadata_connection_config=connection, beam_pipeline_args=beam_args))
-  return metadata_store.MetadataStore(connection)
-
-
-def _artifacts_of(store: metadata_store.MetadataStore, execution_id: int,
-                  event_type: int) -> Dict[str, List[Artifact]]:
-  """Event key -> TFX artifacts of one execution's inputs or outputs."""
-  events = [e for e in store.get_events_by_execution_ids([execution_id])
-            if e.type == event_type]
-  artifacts = {a.id: a for a in store.get_artifacts_by_id(
-      [e.artifact_id for e in events])}
-  types = {t.id: t for t in store.get_artifact_types_by_id(
-      list({a.type_id for a in artifacts.values()}))}
-  result: Dict[str, List[Artifact]] = {}
-  for event in events:
-    mlmd_artifact = artifacts[event.artifact_id]
-    result.setdefault(event.path.steps[0].key, []).append(
-        artifact_utils.deserialize_artifact(types[mlmd_artifact.type_id],
-                                            mlmd_artifact))
-  return result
+  return runs.open_store(connection)
 
 
 def trainer_input_dict(store: metadata_store.MetadataStore
                        ) -> Dict[str, List[Artifact]]:
   """The Trainer's input artifacts as the pipeline wires them, from MLMD.
 
+  Args:
+    store: the ML Metadata store of a `run_transform_pipeline` run.
+
   Returns:
     {'examples': [Transform's transformed_examples], 'transform_graph': [...],
-     'schema': [ImportSchemaGen's schema, as Transform read it]}.
+     'schema': [ImportSchemaGen's schema, as Transform read it]}, from the
+    newest run, as TFX artifacts.
   """
-  graph = store.get_artifacts_by_type('TransformGraph')[-1]
-  transform = next(e.execution_id for e in store.get_events_by_artifact_ids(
-      [graph.id]) if e.type == metadata_store_pb2.Event.OUTPUT)
-  outputs = _artifacts_of(store, transform, metadata_store_pb2.Event.OUTPUT)
-  inputs = _artifacts_of(store, transform, metadata_store_pb2.Event.INPUT)
+  transform = runs.read_run(
+      store, runs.latest_run_id(store, PIPELINE_NAME)).nodes[TRANSFORM]
+
+  def tfx_artifacts(mlmd_artifacts) -> List[Artifact]:
+    types = {t.id: t for t in store.get_artifact_types_by_id(
+        list({a.type_id for a in mlmd_artifacts}))}
+    return [artifact_utils.deserialize_artifact(types[a.type_id], a)
+            for a in mlmd_artifacts]
+
   return {
-      standard_component_specs.EXAMPLES_KEY: outputs['transformed_examples'],
-      standard_component_specs.TRANSFORM_GRAPH_KEY: outputs['transform_graph'],
-      standard_component_specs.SCHEMA_KEY: inputs['schema'],
+      standard_component_specs.EXAMPLES_KEY:
+          tfx_artifacts(transform.outputs['transformed_examples']),
+      standard_component_specs.TRANSFORM_GRAPH_KEY:
+          tfx_artifacts(transform.outputs['transform_graph']),
+      standard_component_specs.SCHEMA_KEY:
+          tfx_artifacts(transform.inputs['schema']),
   }
 
 
 def trainer_fn_args(input_dict: Dict[str, List[Artifact]],
-                    config: Dict[str, Any],
+                    options: TrainerOptions,
                     model_run_dir: str) -> fn_args_utils.FnArgs:
   """FnArgs built the way TFX's Trainer executor (`_GetFnArgs`) builds them.
 
   Args:
     input_dict: the Trainer's input artifacts.
-    config: the Trainer's custom_config.
+    options: the Trainer's settings, put in its custom_config as the pipeline
+      does.
     model_run_dir: where TensorBoard logs go.
 
   Returns:
     FnArgs with TFX's data accessor, train/eval file patterns and
     transform_output.
   """
+  custom_config = {trainer_room.CUSTOM_CONFIG_KEY: options.to_custom_config()}
   exec_properties = {
       standard_component_specs.TRAIN_ARGS_KEY:
           proto_utils.proto_to_json(trainer_pb2.TrainArgs()),
       standard_component_specs.EVAL_ARGS_KEY:
           proto_utils.proto_to_json(trainer_pb2.EvalArgs()),
-      standard_component_specs.CUSTOM_CONFIG_KEY: json_utils.dumps(config),
+      standard_component_specs.CUSTOM_CONFIG_KEY:
+          json_utils.dumps(custom_config),
   }
   fn_args = fn_args_utils.get_common_fn_args(input_dict, exec_properties)
   fn_args.transform_output = fn_args.transform_graph_path
@@ -213,24 +210,17 @@ def trainer_fn_args(input_dict: Dict[str, List[Artifact]],
   return fn_args
 
 
-def _identity(image: tf.Tensor, mask: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-  return image, mask
-
-
 def trainer_dataset(fn_args: fn_args_utils.FnArgs,
                     tf_transform_output: tft.TFTransformOutput, files: List[str],
                     batch_size: int, training: bool, seed: int,
                     augment: bool, cache: bool) -> tf.data.Dataset:
-  """`trainer._dataset`; the random flip replaced by identity if not augment.
+  """`trainer.make_dataset`; flipped when training, unless not `augment`.
 
   `cache` is the Trainer's `cache_examples`.
   """
-  flip = contextlib.nullcontext() if augment else mock.patch.object(
-      trainer, '_random_flip', _identity)
-  with flip:
-    dataset = trainer._dataset(fn_args, files, tf_transform_output, batch_size,
-                               training=training, seed=seed, cache=cache)
-  return dataset
+  return trainer.make_dataset(fn_args, files, tf_transform_output, batch_size,
+                              training=training, seed=seed, cache=cache,
+                              augment=training and augment)
 
 
 def read_arrays(fn_args: fn_args_utils.FnArgs,
@@ -258,7 +248,7 @@ def bare_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
              .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
              .batch(batch_size))
   if augment:
-    dataset = dataset.map(trainer._random_flip,
+    dataset = dataset.map(trainer.random_flip,
                           num_parallel_calls=tf.data.AUTOTUNE)
   return trainer.without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
 
@@ -351,15 +341,15 @@ class BareSide:
   """
 
   def __init__(self, images: np.ndarray, masks: np.ndarray,
-               config: Dict[str, Any], augment: bool):
-    keras.utils.set_random_seed(config['seed'])
+               options: TrainerOptions, augment: bool):
+    keras.utils.set_random_seed(options.seed)
     with trainer.choose_strategy().scope():
-      self.model = model_lib.build_unet(encoder_weights=config['encoder_weights'],
-                                        train_encoder=config['train_encoder'])
-      trainer.compile_model(self.model, config['learning_rate'])
+      self.model = model_lib.build_unet(encoder_weights=options.encoder_weights,
+                                        train_encoder=options.train_encoder)
+      trainer.compile_model(self.model, options.learning_rate)
     self.timer = EpochTimer()
-    self._dataset = bare_dataset(images, masks, config['batch_size'],
-                                 config['seed'], augment)
+    self._dataset = bare_dataset(images, masks, options.batch_size,
+                                 options.seed, augment)
 
   def fit(self, epochs: int, initial_epoch: int = 0) -> None:
     """`model.fit` from `initial_epoch` to `epochs`; the train function is reused."""
@@ -393,7 +383,7 @@ class Alternate(keras.callbacks.Callback):
       self._bare_epoch(epoch)
 
 
-def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
+def train_trainer_side(fn_args: fn_args_utils.FnArgs, options: TrainerOptions,
                        augment: bool, timer: EpochTimer,
                        extra: Optional[keras.callbacks.Callback] = None,
                        extra_first: bool = False) -> None:
@@ -401,31 +391,29 @@ def train_trainer_side(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
 
   Args:
     fn_args: the Trainer's FnArgs.
-    config: the Trainer's custom_config.
-    augment: keep the random flip (else identity).
-    timer: appended to the Trainer's own callbacks.
+    options: the Trainer's settings.
+    augment: keep the random flip (else none).
+    timer: after the Trainer's own callbacks (`train`'s `extra_callbacks`).
     extra: one more callback (the Alternate), after the timer or, with
       `extra_first`, before it.
     extra_first: see `extra`.
   """
-  keras.utils.set_random_seed(config['seed'])
+  keras.utils.set_random_seed(options.seed)
   strategy = trainer.choose_strategy()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  batch_size = config['batch_size']
-  cache = config['cache_examples']
+  batch_size = options.batch_size
+  cache = options.cache_examples
   train_data = trainer_dataset(fn_args, tf_transform_output, fn_args.train_files,
-                               batch_size, True, config['seed'], augment, cache)
+                               batch_size, True, options.seed, augment, cache)
   eval_data = trainer_dataset(fn_args, tf_transform_output, fn_args.eval_files,
-                              batch_size, False, config['seed'], augment, cache)
+                              batch_size, False, options.seed, augment, cache)
   added = [timer] if extra is None else (
       [extra, timer] if extra_first else [timer, extra])
-  real_callbacks = trainer._callbacks
-  with mock.patch.object(trainer, '_callbacks',
-                         lambda c, d: real_callbacks(c, d) + added):
-    trainer.train(config, train_data, eval_data, fn_args.model_run_dir, strategy)
+  trainer.train(options, train_data, eval_data, fn_args.model_run_dir, strategy,
+                extra_callbacks=added)
 
 
-def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
+def run_setting(fn_args: fn_args_utils.FnArgs, options: TrainerOptions,
                 images: np.ndarray, masks: np.ndarray, augment: bool,
                 trainer_first: bool, interleave: bool
                 ) -> Dict[str, EpochTimer]:
@@ -433,7 +421,7 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
 
   Args:
     fn_args: the Trainer's FnArgs.
-    config: the Trainer's custom_config (epochs, encoder, ...).
+    options: the Trainer's settings (epochs, encoder, ...).
     images: the transformed train images, in memory.
     masks: their masks.
     augment: random flips on both sides.
@@ -441,18 +429,18 @@ def run_setting(fn_args: fn_args_utils.FnArgs, config: Dict[str, Any],
     interleave: alternate the sides epoch by epoch, else one whole fit each.
   """
   keras.backend.clear_session()
-  bare = BareSide(images, masks, config, augment)
+  bare = BareSide(images, masks, options, augment)
   timer = EpochTimer()
   if interleave:
-    train_trainer_side(fn_args, config, augment, timer,
+    train_trainer_side(fn_args, options, augment, timer,
                        extra=Alternate(bare, before=not trainer_first),
                        extra_first=not trainer_first)
   elif trainer_first:
-    train_trainer_side(fn_args, config, augment, timer)
-    bare.fit(config['epochs'])
+    train_trainer_side(fn_args, options, augment, timer)
+    bare.fit(options.epochs)
   else:
-    bare.fit(config['epochs'])
-    train_trainer_side(fn_args, config, augment, timer)
+    bare.fit(options.epochs)
+    train_trainer_side(fn_args, options, augment, timer)
   return {TRAINER: timer, BARE: bare.timer}
 
 
@@ -569,7 +557,7 @@ def prepare_inputs(args: argparse.Namespace, work_dir: str
   metadata_path = os.path.join(pipeline_dir, 'metadata.db')
   if os.path.exists(metadata_path):
     print(f'reusing the Transform output in {pipeline_dir}', flush=True)
-    store = metadata_store.MetadataStore(
+    store = runs.open_store(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(
             metadata_path))
     return trainer_input_dict(store), data_root, None
@@ -590,14 +578,14 @@ def main(argv: Optional[List[str]] = None) -> int:
   started = time.perf_counter()
   load_before = os.getloadavg()[0]
   try:
-    input_dict, data_root, transform_s = prepare_inputs(args, work_dir)
+    input_dict, _, transform_s = prepare_inputs(args, work_dir)
     settings = encoder_settings(work_dir)
-    configs = {encoder: config_lib.PipelineConfig(
-        data_root=data_root, output_dir=work_dir, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed,
-        cache_examples=args.cache == 'on',
-        **settings[encoder]).trainer_config() for encoder in args.encoders}
-    fn_args = trainer_fn_args(input_dict, configs[args.encoders[0]],
+    options = {
+        encoder: TrainerOptions(
+            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+            cache_examples=args.cache == 'on', **settings[encoder])
+        for encoder in args.encoders}
+    fn_args = trainer_fn_args(input_dict, options[args.encoders[0]],
                               os.path.join(work_dir, 'logs'))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     images, masks = read_arrays(fn_args, tf_transform_output, args.batch_size)
@@ -619,9 +607,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       print(f'--- {encoder} encoder: ' +
             ('(a), (b)' if trainer_first else '(b), (a)') +
             (' epoch by epoch' if interleave else ''), flush=True)
-      fn_args = trainer_fn_args(input_dict, configs[encoder],
+      fn_args = trainer_fn_args(input_dict, options[encoder],
                                 os.path.join(work_dir, 'logs', encoder))
-      timers = run_setting(fn_args, configs[encoder], images, masks, augment,
+      timers = run_setting(fn_args, options[encoder], images, masks, augment,
                            trainer_first, interleave)
       results[encoder] = {side: summarise(timers[side], num_train)
                           for side in (TRAINER, BARE)}

@@ -28,6 +28,8 @@ import re
 import socket
 from typing import Mapping, Optional
 
+from components.options import Meta, setting
+
 ENV_HOST = 'MLMD_MYSQL_HOST'
 ENV_PORT = 'MLMD_MYSQL_PORT'
 ENV_DATABASE = 'MLMD_MYSQL_DATABASE'
@@ -41,23 +43,37 @@ SQLITE, MYSQL = 'sqlite', 'mysql'
 _DATABASE_NAME = re.compile(r'[A-Za-z0-9_]{1,64}')
 
 
+METADATA = 'ML Metadata on a MySQL/MariaDB server (default: SQLite <output-dir>/metadata.db)'
+
+
 @dataclasses.dataclass(frozen=True)
 class MetadataConfig:
   """The ML Metadata store of a run; all defaults = SQLite in the output dir.
 
-  Attributes:
-    mysql_host: MySQL/MariaDB host; None = embedded SQLite.
-    mysql_port: its TCP port.
-    mysql_database: database holding MLMD's tables; created when missing
-      (the user needs the CREATE privilege on it, MLMD creates tables anyway).
-    mysql_user: login name.
-    mysql_password: its password (never printed: repr=False).
+  Each value comes from its flag (or config file key), else its environment
+  variable (`resolve`). The password has no flag: command lines are visible
+  to every user.
   """
-  mysql_host: Optional[str] = None
-  mysql_port: int = DEFAULT_PORT
-  mysql_database: str = DEFAULT_DATABASE
-  mysql_user: str = ''
-  mysql_password: str = dataclasses.field(default='', repr=False)
+  mysql_host: Optional[str] = setting(
+      None, 'keep ML Metadata on this MySQL/MariaDB server instead of '
+      '<output-dir>/metadata.db', METADATA, metavar='HOST', env=ENV_HOST,
+      flag='--metadata-mysql-host')
+  mysql_port: int = setting(DEFAULT_PORT, 'its TCP port', METADATA,
+                            metavar='N', env=ENV_PORT,
+                            flag='--metadata-mysql-port')
+  mysql_database: str = setting(
+      DEFAULT_DATABASE, 'database of MLMD\'s tables; created if missing '
+      '(letters, digits, _)', METADATA, metavar='NAME', env=ENV_DATABASE,
+      flag='--metadata-mysql-database')
+  mysql_user: str = setting('', 'login name (required with a host)', METADATA,
+                            metavar='NAME', env=ENV_USER,
+                            flag='--metadata-mysql-user')
+  mysql_password: str = dataclasses.field(default='', repr=False, metadata={
+      'setting': Meta('password (environment only, never a flag or printed)',
+                      METADATA, flag='', env=ENV_PASSWORD, secret=True)})
+
+  def cross_check(self) -> Optional[str]:
+    return validate(self)
 
   @property
   def backend(self) -> str:

@@ -6,11 +6,19 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.proto import range_config_pb2
 
+from components import data_gate as data_gate_room
+from components import evaluator as evaluator_room
+from components import example_gen as example_gen_room
+from components import pusher as pusher_room
+from components import trainer as trainer_room
+from components import transform as transform_room
 from components.data_gate import component as data_gate
-from components.evaluator import eval_config as evaluation
-from components.pusher import executor as pusher_lib
+from components.evaluator import eval_config
 from components.example_gen import component as example_gen_component
-from pipeline import settings as config_lib
+from components.fingerprint import EXEC_PROPERTY, code_fingerprint
+from components.pusher import executor as pusher_executor
+from components.trainer import encoder
+from pipeline import settings
 
 SCHEMA_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schemas',
@@ -23,13 +31,44 @@ EXAMPLE_VALIDATOR = 'ExampleValidator'
 DATA_GATE = 'DataValidationGate'
 TRANSFORM = 'Transform'
 TRAINING_SPANS_RESOLVER = 'TrainingSpansResolver'
+ENCODER_IMPORTER = 'EncoderWeightsImporter'
+TUNER = 'Tuner'
 TRAINER = 'Trainer'
 BASELINE_RESOLVER = 'LatestBlessedModelResolver'
 EVALUATOR = 'Evaluator'
 PUSHER = 'Pusher'
 
 
-def _training_examples(config: config_lib.PipelineConfig, example_gen):
+def with_code_fingerprint(component, code):
+  """Adds the fingerprint of the code `component` runs to its exec properties.
+
+  TFX's cache key covers a component's exec properties, so an edit to that
+  code re-executes it (dotted-path module code is otherwise invisible to it).
+  """
+  component.exec_properties[EXEC_PROPERTY] = code_fingerprint(code)
+  return component
+
+
+def encoder_importer(encoder_weights: str) -> Optional[tfx.dsl.Importer]:
+  """TFX's Importer for an encoder weights file (None for imagenet/none).
+
+  The file becomes a Model artifact that the Trainer consumes as `base_model`:
+  ML Metadata then links each trained model to the weights it started from.
+  Its sha256 is a custom property, so a changed file is a new artifact and
+  re-executes the Trainer; a path only the containers can see (Kubeflow) is
+  imported without one.
+  """
+  if not encoder.is_file_source(encoder_weights):
+    return None
+  properties = ({encoder.SHA256_PROPERTY: encoder.sha256(encoder_weights)}
+                if os.path.isfile(encoder_weights) else {})
+  return tfx.dsl.Importer(
+      source_uri=encoder_weights,
+      artifact_type=tfx.types.standard_artifacts.Model,
+      custom_properties=properties).with_id(ENCODER_IMPORTER)
+
+
+def training_examples(config: settings.PipelineConfig, example_gen):
   """The Examples to train on: this run's, or the newest N spans ingested so far.
 
   A rolling window uses TFX's SpanRangeStrategy over every Examples artifact
@@ -52,7 +91,7 @@ def _training_examples(config: config_lib.PipelineConfig, example_gen):
 
 
 def create_pipeline(
-    config: config_lib.PipelineConfig,
+    config: settings.PipelineConfig,
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
     schema_file: str = SCHEMA_PATH,
@@ -72,11 +111,11 @@ def create_pipeline(
     The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
   """
   example_gen = example_gen_component.create_example_gen(
-      config.data_root, spans=config.spans,
-      min_valid_fraction=config.min_valid_fraction,
-      span=config.span).with_id(EXAMPLE_GEN)
+      config.data_root, spans=config.spans, span=config.span,
+      options=config.ingestion,
+      failed_quarantine_dir=config.failed_quarantine_dir).with_id(EXAMPLE_GEN)
   examples = example_gen.outputs['examples']
-  extra_nodes, training_examples = _training_examples(config, example_gen)
+  extra_nodes, train_examples = training_examples(config, example_gen)
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -85,18 +124,32 @@ def create_pipeline(
   gate = data_gate.DataValidationGate(
       anomalies=example_validator.outputs['anomalies']).with_id(DATA_GATE)
   transform = tfx.components.Transform(
-      examples=training_examples, schema=schema_gen.outputs['schema'],
-      preprocessing_fn=config_lib.PREPROCESSING_FN,
-      custom_config={'code_fingerprint': config_lib.code_fingerprint(
-          *config_lib.TRANSFORM_CODE)})
+      examples=train_examples, schema=schema_gen.outputs['schema'],
+      preprocessing_fn=transform_room.PREPROCESSING_FN)
   # Nothing trains on data that breaks the schema.
   transform.add_upstream_node(gate)
+  encoder_import = encoder_importer(config.training.encoder_weights)
+  base_model = encoder_import.outputs['result'] if encoder_import else None
+  training_config = {trainer_room.CUSTOM_CONFIG_KEY:
+                     config.training.to_custom_config()}
+  tuner = None
+  if config.training.tune_trials > 0:
+    tuner = tfx.components.Tuner(
+        tuner_fn=trainer_room.TUNER_FN,
+        examples=transform.outputs['transformed_examples'],
+        transform_graph=transform.outputs['transform_graph'],
+        schema=schema_gen.outputs['schema'], base_model=base_model,
+        train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
+        custom_config=dict(training_config, **{
+            trainer_room.TUNER_TRIALS_KEY: config.training.tune_trials}))
   trainer = tfx.components.Trainer(
-      run_fn=config_lib.RUN_FN,
+      run_fn=trainer_room.RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
-      custom_config=config.trainer_config())
+      base_model=base_model,
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
+      custom_config=training_config)
   baseline_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -106,21 +159,30 @@ def create_pipeline(
   evaluator = tfx.components.Evaluator(
       examples=examples, model=trainer.outputs['model'],
       baseline_model=baseline_resolver.outputs['model'],
-      eval_config=evaluation.create_eval_config(
-          config.all_lower_bounds(),
-          config.all_max_regressions()))
-  pusher = pusher_lib.AtomicPusher(
+      eval_config=eval_config.create_eval_config(
+          config.evaluation.lower_bounds(),
+          config.evaluation.all_max_regressions()))
+  pusher = pusher_executor.AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_model_dir))).with_id(PUSHER)
+  for component, code in ((example_gen, example_gen_room.CODE),
+                          (gate, data_gate_room.CODE),
+                          (transform, transform_room.CODE),
+                          (trainer, trainer_room.CODE),
+                          *([(tuner, trainer_room.CODE)] if tuner else []),
+                          (evaluator, evaluator_room.CODE),
+                          (pusher, pusher_room.CODE)):
+    with_code_fingerprint(component, code)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator,
-                  gate, *extra_nodes, transform, trainer, baseline_resolver, evaluator, pusher],
-      enable_cache=config.enable_cache,
+                  gate, *extra_nodes, transform,
+                  *[n for n in (encoder_import, tuner) if n], trainer, baseline_resolver, evaluator, pusher],
+      enable_cache=config.cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=config.beam_args)
+      beam_pipeline_args=config.all_beam_args)

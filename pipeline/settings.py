@@ -1,109 +1,114 @@
-"""One typed configuration object: every knob from the CLI to the components."""
-import dataclasses
-import hashlib
-import os
-import pathlib
-from typing import Dict, List, Optional
+"""Every setting of a run, defined once: `PipelineConfig` and its nested rooms.
 
-from components import features
+Each field made with `components.options.setting` carries its type, default,
+help, group and check. The command line of both runners, `--config` files,
+`--print-config`, the Trainer's custom_config and the README's flag table are
+derived from these definitions (pipeline/cli.py); the components' own settings
+live in their rooms (`TrainerOptions`, `ExampleGenOptions`, `EvaluatorOptions`).
+"""
+import dataclasses
+import os
+import warnings
+from typing import List, Optional
+
+from components.evaluator.options import EvaluatorOptions
+from components.example_gen.options import ExampleGenOptions
+from components.options import at_least, problems, setting
+from components.trainer.options import TrainerOptions
 from pipeline import metadata as metadata_lib
 
 PIPELINE_NAME = 'pet_segmentation'
-# Module code referenced by dotted path (TFX template style): importable on
-# remote workers once `setup.py` ships the `components` package.
-PREPROCESSING_FN = 'components.transform.preprocessing_fn'
-RUN_FN = 'components.trainer.run_fn'
-
-_REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA, RUN, KUBEFLOW = 'data', 'run', 'Kubeflow Pipelines v2 / Vertex (kubeflow_v2_runner.py only)'
+# Always passed to Beam first; --beam-arg values come after and win.
+BASE_BEAM_ARGS = ('--direct_running_mode=in_memory',)
 
 
-def code_fingerprint(*modules: str) -> str:
-  """Hash of the named files under `components/` (all of them if none named).
+def _required(value: str) -> Optional[str]:
+  return None if value else 'is required'
 
-  Dotted-path module code is not part of TFX's cache key (unlike module_file);
-  passing this fingerprint in a component's custom config makes an edit to the
-  code it runs re-execute it instead of silently reusing old results.
+
+def beam_args_problem(args: List[str]) -> Optional[str]:
+  """Why Beam would refuse or ignore some of `args`, or None.
+
+  Parsed as Beam parses them (every PipelineOptions subclass's flags), but
+  before anything runs: a bad value is one line here instead of Beam's usage
+  text 25 s into the run, and an unknown flag (a typo) is refused instead of
+  silently dropped ("Discarding unparseable args").
   """
-  root = _REPO_ROOT / 'components'
-  paths = [root / m for m in modules] if modules else root.rglob('*.py')
-  digest = hashlib.sha256()
-  for path in sorted(paths):
-    digest.update(path.relative_to(_REPO_ROOT).as_posix().encode())
-    digest.update(path.read_bytes())
-  return digest.hexdigest()[:16]
+  if not args:
+    return None
+  with warnings.catch_warnings():  # Beam's import warns about Google clients
+    warnings.simplefilter('ignore')
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
+  class StrictParser(pipeline_options._BeamArgumentParser):  # pylint: disable=protected-access
+    def error(self, message):
+      raise ValueError(message)
 
-# The code each component runs (what its cache must see).
-TRANSFORM_CODE = ('features.py', 'transform.py')
-TRAINER_CODE = ('features.py', 'model.py', 'trainer.py', 'export.py',
-                'transform.py')
+  parser = StrictParser(allow_abbrev=False)
+  for cls in pipeline_options.PipelineOptions.__subclasses__():
+    cls._add_argparse_args(parser)  # pylint: disable=protected-access
+  try:
+    _, unknown = parser.parse_known_args(args)
+  except ValueError as e:
+    return f'bad Beam option: {e}'
+  if unknown:
+    return f'unknown Beam option(s) {unknown} (not a flag of any Beam runner)'
+  return None
 
 
 @dataclasses.dataclass
 class PipelineConfig:
-  """Everything a run needs; `local_runner.py` builds it from flags.
+  """Everything a run needs; the runners build it from flags and --config.
 
-  Attributes:
-    data_root: Oxford-IIIT Pet layout folder (or one holding span-N/ folders).
-    output_dir: all outputs: pipeline root, metadata.db, serving_model/, summary.
-    epochs: training epochs.
-    batch_size: training and evaluation batch size.
-    learning_rate: Adam learning rate.
-    encoder_weights: 'imagenet' (from the local Keras cache), 'none', or a path.
-    train_encoder: train the MobileNetV2 encoder too (else only the decoder).
-    fine_tune_blocks: after `epochs`, unfreeze this many of the encoder's top
-      blocks (0 = no fine-tuning phase).
-    fine_tune_epochs: epochs of the fine-tuning phase.
-    fine_tune_learning_rate: its (lower) learning rate.
-    early_stopping_patience: stop after this many epochs without a lower eval
-      loss and keep the best weights (0 = off).
-    cache_examples: keep the transformed train and eval examples in memory
-      after the first epoch (~0.2 MB an image at 128x128; the full
-      Oxford-IIIT Pet trainval set ~0.8 GB) instead of re-reading them.
-    min_mean_iou: absolute lower bound on the eval mean IoU for blessing.
-    lower_bounds: further absolute lower bounds, metric name -> value.
-    max_regressions: further no-regression tolerances, metric name -> value.
-    max_regression: how much the candidate's mean IoU may fall below the
-      baseline's and still be blessed (0 = not worse).
-    min_valid_fraction: fail ingestion when fewer listed pairs are valid.
-    spans: read span-N/ sub-folders (latest span by default).
-    span: with spans, read this span instead of the latest.
-    train_spans: with spans, train on the newest this-many spans ingested so
-      far (a rolling window over this pipeline's history); evaluation always
-      uses the newest span's eval split.
-    enable_cache: reuse results of unchanged components.
-    beam_args: passed to every Beam-based component.
-    metadata: where ML Metadata lives: SQLite at `metadata_path` (default)
-      or a shared MySQL/MariaDB server (see pipeline/metadata.py).
-    seed: seed for training (shuffling, initialisation).
+  Nested settings belong to the component that reads them: `ingestion` (the
+  ExampleGen), `training` (the Trainer's custom_config), `evaluation` (the
+  Evaluator's thresholds), `metadata` (where ML Metadata lives).
   """
-  data_root: str
-  output_dir: str
-  epochs: int = 10
-  batch_size: int = 16
-  learning_rate: float = 1e-3
-  encoder_weights: str = 'none'
-  train_encoder: bool = True
-  fine_tune_blocks: int = 0
-  fine_tune_epochs: int = 0
-  fine_tune_learning_rate: float = 1e-4
-  early_stopping_patience: int = 5
-  cache_examples: bool = True
-  min_mean_iou: float = 0.0
-  lower_bounds: Dict[str, float] = dataclasses.field(default_factory=dict)
-  max_regression: float = 0.0
-  max_regressions: Dict[str, float] = dataclasses.field(default_factory=dict)
-  min_valid_fraction: float = 0.5
-  spans: bool = False
-  span: Optional[int] = None
-  train_spans: int = 1
-  enable_cache: bool = True
-  beam_args: List[str] = dataclasses.field(
-      default_factory=lambda: ['--direct_running_mode=in_memory'])
-  seed: int = 0
-  pipeline_name: str = PIPELINE_NAME
+  data_root: str = setting(
+      '', 'Oxford-IIIT Pet layout folder (images/, annotations/), or one '
+      'holding span-N/ folders with --spans', DATA, metavar='DIR',
+      check=_required)
+  output_dir: str = setting(
+      '', 'everything a run writes: tfx/, metadata.db, serving_model/, '
+      'run_summary.json, report/', DATA, metavar='DIR', check=_required)
+  spans: bool = setting(False, 'the data root holds span-N/ folders; read the '
+                        'latest', DATA)
+  span: Optional[int] = setting(None, 'with --spans: read span N instead of '
+                                'the latest', DATA, metavar='N',
+                                check=at_least(0))
+  train_spans: int = setting(1, 'with --spans: train on the newest N spans '
+                             'ingested so far', DATA, metavar='N',
+                             check=at_least(1))
+  ingestion: ExampleGenOptions = dataclasses.field(
+      default_factory=ExampleGenOptions)
+  training: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
+  evaluation: EvaluatorOptions = dataclasses.field(
+      default_factory=EvaluatorOptions)
+  cache: bool = setting(True, 'reuse results of components whose inputs and '
+                        'code did not change (--no-cache re-executes them)', RUN)
+  beam_args: List[str] = setting(
+      [], 'passed to every Beam-based component, e.g. '
+      '--beam-arg=--direct_num_workers=2 (repeatable)', RUN,
+      flag='--beam-arg', metavar='ARG', check=beam_args_problem)
+  report_images: int = setting(8, 'eval images pictured in '
+                               '<output-dir>/report/index.html (0 = no report)',
+                               RUN, metavar='N', check=at_least(0))
+  wait_for_lock: float = setting(
+      0.0, 'when another run uses --output-dir, wait up to S seconds for it '
+      '(default: refuse at once, exit 4)', RUN, metavar='S', check=at_least(0))
+  require_blessing: bool = setting(False, 'exit 3 when the model is not '
+                                   'blessed', RUN)
+  verbose: bool = setting(False, 'show TFX/Beam/TensorFlow logs and '
+                          'tracebacks', RUN)
   metadata: metadata_lib.MetadataConfig = dataclasses.field(
       default_factory=metadata_lib.MetadataConfig)
+  pipeline_name: str = PIPELINE_NAME  # not a setting: the store's key
+
+  def cross_check(self) -> Optional[str]:
+    if (self.span is not None or self.train_spans != 1) and not self.spans:
+      return '--span and --train-spans need --spans'
+    return None
 
   @property
   def pipeline_root(self) -> str:
@@ -126,54 +131,51 @@ class PipelineConfig:
   def summary_path(self) -> str:
     return os.path.join(self.output_dir, 'run_summary.json')
 
-  def all_max_regressions(self) -> Dict[str, float]:
-    """No-regression tolerances per metric, mean IoU included."""
-    return {features.MEAN_IOU: self.max_regression, **self.max_regressions}
+  @property
+  def failed_quarantine_dir(self) -> str:
+    """Where quarantine records that explain a failed ingestion are kept."""
+    return os.path.join(self.output_dir, 'quarantine')
 
-  def all_lower_bounds(self) -> Dict[str, float]:
-    """Absolute lower bounds per metric, mean IoU included."""
-    return {'mean_iou': self.min_mean_iou, **self.lower_bounds}
-
-  def trainer_config(self) -> Dict[str, object]:
-    """The Trainer's custom_config (plain JSON-able values)."""
-    return {'epochs': self.epochs, 'batch_size': self.batch_size,
-            'learning_rate': self.learning_rate,
-            'encoder_weights': self.encoder_weights,
-            'train_encoder': self.train_encoder, 'seed': self.seed,
-            'fine_tune_blocks': self.fine_tune_blocks,
-            'fine_tune_epochs': self.fine_tune_epochs,
-            'fine_tune_learning_rate': self.fine_tune_learning_rate,
-            'early_stopping_patience': self.early_stopping_patience,
-            'cache_examples': self.cache_examples,
-            'code_fingerprint': code_fingerprint(*TRAINER_CODE)}
+  @property
+  def all_beam_args(self) -> List[str]:
+    return list(BASE_BEAM_ARGS) + list(self.beam_args)
 
 
-def validate(config: PipelineConfig) -> Optional[str]:
-  """Returns a one-line reason when the config cannot run, else None."""
-  problem = metadata_lib.validate(config.metadata)
-  if problem:
-    return problem
-  unknown = sorted((set(config.lower_bounds) | set(config.max_regressions)) -
-                   set(features.METRIC_NAMES))
-  if unknown:
-    return (f'--threshold/--max-regression-for: unknown metric(s) {unknown}; known: '
-            f'{list(features.METRIC_NAMES)}')
-  if (config.span is not None or config.train_spans != 1) and not config.spans:
-    return '--span and --train-spans need --spans'
-  if config.train_spans < 1 or (config.span is not None and config.span < 0):
-    return '--train-spans must be at least 1 and --span not negative'
-  if not 0 <= config.fine_tune_blocks <= 16 or config.fine_tune_epochs < 0:
-    return '--fine-tune-blocks must be within [0, 16] and --fine-tune-epochs >= 0'
-  if config.epochs < 1 or config.batch_size < 1:
-    return '--epochs and --batch-size must be at least 1'
-  if not 0.0 <= config.min_valid_fraction <= 1.0:
-    return '--min-valid-fraction must be within [0, 1]'
-  if (config.encoder_weights == 'none' and not config.train_encoder):
-    return ('--freeze-encoder with --encoder-weights none: a frozen randomly '
-            'initialised encoder learns nothing; use --train-encoder or give weights')
-  if config.encoder_weights not in ('none', 'imagenet') and not os.path.isfile(
-      config.encoder_weights):
-    return f'--encoder-weights: no such file {config.encoder_weights}'
+@dataclasses.dataclass
+class KubeflowOptions:
+  """What only `kubeflow_v2_runner.py` needs."""
+  image: str = setting('', 'container image of every component (holds this '
+                       'repository at /pipeline)', KUBEFLOW, metavar='IMAGE',
+                       check=_required)
+  output_file: str = setting('pet_segmentation_pipeline.json', 'the compiled '
+                             'spec (.json, or .yaml for the bare PipelineSpec)',
+                             KUBEFLOW, metavar='PATH')
+  pipeline_root: Optional[str] = setting(None, 'artifacts root (default '
+                                         '<output-dir>/tfx)', KUBEFLOW,
+                                         metavar='URI')
+  pipeline_name: str = setting(PIPELINE_NAME.replace('_', '-'), 'KFP pipeline '
+                               'name, [a-z0-9-] only', KUBEFLOW, metavar='NAME')
+  schema_file: str = setting('/pipeline/schemas/schema.pbtxt', 'the curated '
+                             'schema as the containers see it', KUBEFLOW,
+                             metavar='PATH')
+
+
+def validate(config) -> Optional[str]:
+  """A one-line reason when a settings object cannot run, else None."""
+  return problems(config)
+
+
+def check_output_dir(config: PipelineConfig) -> Optional[str]:
+  """Creates the output dir; a one-line reason when it cannot be used."""
+  path = config.output_dir
+  if os.path.exists(path) and not os.path.isdir(path):
+    return f'--output-dir {path} exists and is not a directory'
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    return f'--output-dir {path} cannot be created: {e.strerror or e}'
+  if not os.access(path, os.W_OK | os.X_OK):
+    return f'--output-dir {path} is not writable'
   return None
 
 

@@ -9,7 +9,8 @@ import tensorflow_model_analysis as tfma
 
 from components import features
 from components.transform import module as transform
-from tests.conftest import E2E_TEST, E2E_TRAIN, NODES, node_outputs
+from tests.conftest import E2E_TEST, E2E_TRAIN, NODES
+from tests.kit import node_outputs
 
 
 def _count_records(split_dir: str) -> int:

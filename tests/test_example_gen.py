@@ -342,9 +342,16 @@ def test_all_entries_bad_raises_no_valid_examples(tmp_path):
   for name in layout['trainval'] + layout['test']:
     _save(root / 'images' / f'{name}.jpg', b'')
   out = tmp_path / 'examples'
-  with pytest.raises(ValueError, match=r'no valid examples: all 3 listed pairs'):
+  with pytest.raises(ValueError) as info:
     run_executor(root, out)
-  records = executor.read_quarantine(str(out / executor.QUARANTINE_DIR))
+  # One line naming every split that has no valid example.
+  quarantine_dir = out / executor.QUARANTINE_DIR
+  assert str(info.value) == (
+      "split 'train' (annotations/trainval.txt) has no valid examples: 2 listed, "
+      f"2 rejected (reasons in {quarantine_dir / 'trainval.jsonl'}); "
+      "split 'eval' (annotations/test.txt) has no valid examples: 1 listed, "
+      f"1 rejected (reasons in {quarantine_dir / 'test.jsonl'})")
+  records = executor.read_quarantine(str(quarantine_dir))
   assert sorted(r['file_name'] for r in records) == sorted(
       layout['trainval'] + layout['test'])
   assert all('empty (0 bytes)' in r['reason'] for r in records)
@@ -352,11 +359,11 @@ def test_all_entries_bad_raises_no_valid_examples(tmp_path):
 
 def test_valid_fraction_below_minimum_raises(tmp_path):
   root = tmp_path / 'data'
-  layout = synthetic_pets.generate(str(root), num_trainval=3, num_test=1,
+  layout = synthetic_pets.generate(str(root), num_trainval=2, num_test=2,
                                    min_size=40, max_size=48)
   (root / 'annotations' / 'trimaps' / f'{layout["test"][0]}.png').unlink()
   out = tmp_path / 'examples'
-  # 3 of 4 valid: 0.75 < 0.8.
+  # 3 of 4 valid: 0.75 < 0.8 (and each split keeps a valid example).
   with pytest.raises(ValueError, match='minimum valid fraction') as info:
     run_executor(root, out, min_valid_fraction=0.8)
   assert 'only 3 of 4 listed pairs are valid' in str(info.value)

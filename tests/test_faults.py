@@ -11,9 +11,9 @@ import pytest
 import local_runner
 from components.pusher import executor as pusher
 from pipeline import run_lock
-from tests.conftest import REPO, tree_digest
+from tests.kit import RANDOM_ENCODER, REPO, tree_digest
 
-ARGS = ['--epochs', '2', '--batch-size', '4', '--report-images', '0']
+ARGS = ['--epochs', '2', '--batch-size', '4', '--report-images', '0'] + RANDOM_ENCODER
 
 
 def _wait_for(predicate, timeout, what):

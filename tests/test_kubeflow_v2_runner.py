@@ -34,9 +34,8 @@ def compiled(tmp_path_factory):
   argv = _argv(out)
   assert kubeflow_v2_runner.main(argv) == 0
   # The same pipeline object the CLI compiled, to read its node ids from.
-  args, shared = kubeflow_v2_runner.parse_args(argv)
-  config = kubeflow_v2_runner.build_config(args, shared)
-  pipeline = kubeflow_v2_runner.create_kfp_pipeline(config, args.schema_file)
+  kfp, config, _ = kubeflow_v2_runner.parse_config(argv)
+  pipeline = kubeflow_v2_runner.create_kfp_pipeline(config, kfp.schema_file)
   job = json.loads(out.read_text())
   return {'job': job, 'spec': job['pipelineSpec'], 'text': out.read_text(),
           'pipeline': pipeline, 'config': config}
@@ -112,11 +111,11 @@ def test_beam_args_reach_the_beam_components(compiled):
 def test_module_code_paths_and_remote_locations(compiled):
   spec, job, config = compiled['spec'], compiled['job'], compiled['config']
   assert _param(spec, 'Transform', 'preprocessing_fn') == {
-      'stringValue': 'components.transform.preprocessing_fn'}
+      'stringValue': 'components.transform.module.preprocessing_fn'}
   assert _param(spec, 'Trainer', 'run_fn') == {
-      'stringValue': 'components.trainer.run_fn'}
+      'stringValue': 'components.trainer.module.run_fn'}
   trainer_config = json.loads(_param(spec, 'Trainer', 'custom_config')['stringValue'])
-  assert trainer_config['epochs'] == 3
+  assert trainer_config['training']['epochs'] == 3
   assert _param(spec, 'PetExampleGen', 'input_base') == {'stringValue': DATA_ROOT}
   assert _param(spec, 'ImportSchemaGen', 'schema_file') == {
       'stringValue': '/pipeline/schemas/schema.pbtxt'}
@@ -166,7 +165,6 @@ def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
 
 def test_image_is_required(capsys):
   import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
-  with pytest.raises(SystemExit) as exit_info:
-    kubeflow_v2_runner.parse_args(['--data-root', DATA_ROOT, '--output-dir', OUTPUT_DIR])
-  assert exit_info.value.code == 2
+  assert kubeflow_v2_runner.main(
+      ['--data-root', DATA_ROOT, '--output-dir', OUTPUT_DIR]) == 2
   assert '--image' in capsys.readouterr().err

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import local_runner
-from tests.conftest import REPO
+from tests.kit import REPO
 
 
 def _run_cli(*args):
@@ -45,13 +45,12 @@ def test_unknown_threshold_metric_is_refused(tmp_path, synthetic_root, capsys):
 
 def test_per_metric_thresholds_reach_the_eval_config(tmp_path):
   from components.evaluator import eval_config as evaluation  # pylint: disable=g-import-not-at-top
-  args = local_runner.parse_args([
+  config, _ = local_runner.parse_config([
       '--data-root', str(tmp_path), '--output-dir', str(tmp_path),
       '--min-mean-iou', '0.4', '--threshold', 'iou_pet=0.5',
       '--max-regression', '0.01', '--max-regression-for', 'pixel_accuracy=0.02'])
-  config = local_runner.build_config(args)
-  eval_config = evaluation.create_eval_config(config.all_lower_bounds(),
-                                              config.all_max_regressions())
+  eval_config = evaluation.create_eval_config(
+      config.evaluation.lower_bounds(), config.evaluation.all_max_regressions())
   thresholds = {json.loads(m.config)['name']: m.threshold
                 for m in eval_config.metrics_specs[0].metrics}
   assert thresholds['mean_iou'].value_threshold.lower_bound.value == 0.4
@@ -79,6 +78,11 @@ def test_no_valid_examples_fails_with_reason(tmp_path, capsys):
   assert summary['components']['PetExampleGen']['state'] == 'FAILED'
   assert 'Trainer' not in summary['components']
   assert summary['pushed_model'] is None
+  # The reasons outlive the failed component's outputs, where the error points.
+  assert summary['quarantine'].startswith(str(tmp_path / 'out' / 'quarantine'))
+  assert summary['quarantine'] in err[0]
+  assert [r['entry'] for r in summary['rejected_entries']] == ['ghost_1 13 2 1'] * 2
+  assert all('missing file' in r['reason'] for r in summary['rejected_entries'])
 
 
 def test_schema_anomalies_stop_training(tmp_path, capsys):

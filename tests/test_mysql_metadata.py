@@ -7,15 +7,15 @@ mariadb-client-core); without them these tests FAIL and say how to install them.
 import json
 import os
 import pathlib
+import re
 
 import pytest
 from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 import local_runner
 from pipeline import metadata as metadata_lib
-from pipeline.tools import summary as summary_lib
+from tests import kit
 from tests import mysql_server
 from tests.conftest import NODES
 
@@ -23,7 +23,7 @@ DATABASE, USER, PASSWORD = 'pets_mlmd', 'pets', "s3cr't pass"  # quote/space: es
 PIPELINE = 'pet_segmentation'
 # Tiny: two runs of every component in about a minute each.
 TRAIN, TEST = 16, 8
-RUN_ARGS = ['--epochs', '1', '--batch-size', '4']
+RUN_ARGS = ['--epochs', '1', '--batch-size', '4'] + kit.RANDOM_ENCODER
 SECOND_RUN_ARGS = ['--learning-rate', '5e-4']  # a new Trainer config, same data
 # What the second run takes from the first through MLMD's cache, and re-executes.
 CACHED = {'PetExampleGen', 'StatisticsGen', 'Transform'}
@@ -225,10 +225,10 @@ def test_runs_are_recorded_in_mysql_not_sqlite(mysql_runs):
       [mysql_runs['first']['run_id'], mysql_runs['second']['run_id']])
   states = {}
   for key in ('first', 'second'):
-    nodes = summary_lib.read_run(store, PIPELINE, mysql_runs[key]['run_id'])['nodes']
+    nodes = kit.read_run(store, mysql_runs[key]['run_id']).nodes
     assert set(nodes) == NODES, key
-    states[key] = {name: node['state'] for name, node in nodes.items()}
-    for artifacts in nodes['Trainer']['outputs'].values():
+    states[key] = {name: node.state for name, node in nodes.items()}
+    for artifacts in nodes['Trainer'].outputs.values():
       assert all(a.uri.startswith(str(out / 'tfx') + os.sep) for a in artifacts)
   assert set(states['first'].values()) == {'COMPLETE'}, states['first']
   assert {states['second'][n] for n in CACHED} == {'CACHED'}, states['second']
@@ -244,19 +244,19 @@ def test_second_run_compares_with_the_first_runs_blessed_model(mysql_runs):
   store, first, second = (mysql_runs['store'], mysql_runs['first'],
                           mysql_runs['second'])
   assert first['blessed'] is True and first['baseline_metrics'] is None
-  one = summary_lib.read_run(store, PIPELINE, first['run_id'])['nodes']
-  two = summary_lib.read_run(store, PIPELINE, second['run_id'])['nodes']
-  first_model = one['Trainer']['outputs']['model'][0]
-  second_model = two['Trainer']['outputs']['model'][0]
+  one = kit.read_run(store, first['run_id']).nodes
+  two = kit.read_run(store, second['run_id']).nodes
+  first_model = one['Trainer'].outputs['model'][0]
+  second_model = two['Trainer'].outputs['model'][0]
   assert second_model.id != first_model.id  # retrained: a new candidate
-  assert [a.id for a in two['Evaluator']['inputs']['model']] == [second_model.id]
-  assert [a.id for a in two['Evaluator']['inputs']['baseline_model']] == [first_model.id]
-  assert 'baseline_model' not in one['Evaluator']['inputs']  # nothing blessed yet
+  assert [a.id for a in two['Evaluator'].inputs['model']] == [second_model.id]
+  assert [a.id for a in two['Evaluator'].inputs['baseline_model']] == [first_model.id]
+  assert 'baseline_model' not in one['Evaluator'].inputs  # nothing blessed yet
   # The first run's blessing of that model is recorded in the same store.
-  blessing = one['Evaluator']['outputs']['blessing'][0]
+  blessing = one['Evaluator'].outputs['blessing'][0]
   assert blessing.custom_properties['blessed'].int_value == 1
   assert (blessing.custom_properties['current_model_id'].int_value == first_model.id)
-  second_blessing = two['Evaluator']['outputs']['blessing'][0]
+  second_blessing = two['Evaluator'].outputs['blessing'][0]
   assert (second_blessing.custom_properties['baseline_model_id'].int_value ==
           first_model.id)
   # Baseline metrics are the first model's on the same eval data: the first
@@ -264,3 +264,49 @@ def test_second_run_compares_with_the_first_runs_blessed_model(mysql_runs):
   assert second['baseline_metrics'] is not None
   for name, value in first['metrics'].items():
     assert second['baseline_metrics'][name] == pytest.approx(value, abs=1e-4), name
+
+
+# --- two concurrent runs on one store ------------------------------------------------
+
+def test_concurrent_runs_each_summarise_themselves(mariadb, tmp_path):
+  """Two runs at once, different output dirs, one MySQL store: each summary is
+  its own run's (not "the newest run of the pipeline"). One is --verbose: TFX
+  then logs the connection config, with the password redacted; the other is
+  quiet: progress lines, none of the libraries' start-up noise."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
+  env = {k: v for k, v in os.environ.items() if k not in metadata_lib.ENV_VARS}
+  env.update({'MLMD_MYSQL_HOST': mariadb.host, 'MLMD_MYSQL_PORT': str(mariadb.port),
+              'MLMD_MYSQL_DATABASE': 'concurrent_mlmd', 'MLMD_MYSQL_USER': USER,
+              'MLMD_MYSQL_PASSWORD': PASSWORD})
+  runs = {}
+  for name, extra in (('quiet', []), ('verbose', ['--verbose'])):
+    data = tmp_path / f'{name}_pets'
+    synthetic_pets.generate(data, num_trainval=8, num_test=4, seed=len(name),
+                            min_size=128, max_size=136)
+    out = tmp_path / f'{name}_out'
+    runs[name] = (out, subprocess.Popen(
+        [sys.executable, str(kit.REPO / 'local_runner.py'), '--data-root',
+         str(data), '--output-dir', str(out), '--epochs', '1', '--batch-size',
+         '4', '--report-images', '0', *kit.RANDOM_ENCODER, *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outputs = {name: proc.communicate(timeout=900)[0]
+             for name, (_, proc) in runs.items()}
+  summaries = {}
+  for name, (out, proc) in runs.items():
+    assert proc.returncode == 0, outputs[name][-3000:]
+    summaries[name] = json.loads((out / 'run_summary.json').read_text())
+    assert summaries[name]['examples_uri'].startswith(str(out) + os.sep)
+    assert summaries[name]['model']['uri'].startswith(str(out) + os.sep)
+    assert summaries[name]['pushed_model'].startswith(str(out) + os.sep)
+  assert summaries['quiet']['run_id'] != summaries['verbose']['run_id']
+  assert PASSWORD not in outputs['verbose'] and PASSWORD not in outputs['quiet']
+  assert 'password: "***"' in outputs['verbose']  # TFX did log the config
+  quiet = outputs['quiet']
+  for noise in ('Unable to register', 'oneDNN', 'ran out of data', 'Warning',
+                'INFO'):
+    assert noise not in quiet, noise
+  assert re.search(r'\[1/10\] PetExampleGen \.\.\. done in \d+\.\d s', quiet), quiet
+  assert re.search(r'\[\d+/10\] Trainer done in \d+\.\d s', quiet), quiet
+  assert 'Epoch 1/1' in quiet

@@ -10,6 +10,7 @@ import json
 import pytest
 
 import local_runner
+from tests.kit import RANDOM_ENCODER
 
 MULTI_PROCESS = ['--beam-arg=--direct_running_mode=multi_processing',
                  '--beam-arg=--direct_num_workers=2']
@@ -20,7 +21,7 @@ def real_run(real_sample, tmp_path_factory):
   out = tmp_path_factory.mktemp('real_sample_run')
   code = local_runner.main(['--data-root', str(real_sample), '--output-dir', str(out),
                             '--epochs', '1', '--batch-size', '8',
-                            '--report-images', '2'] + MULTI_PROCESS)
+                            '--report-images', '2'] + MULTI_PROCESS + RANDOM_ENCODER)
   return code, json.loads((out / 'run_summary.json').read_text())
 
 

@@ -3,14 +3,11 @@ import json
 import os
 
 import local_runner
-from ml_metadata import metadata_store
-from tfx import v1 as tfx
-
-from pipeline.tools import summary as summary_lib
+from tests import kit
 from pipeline.tools import synthetic_pets
 
 # The cron entry point: the same command every time; exit 0 = blessed and pushed.
-ARGS = ['--spans', '--epochs', '1', '--batch-size', '4', '--report-images', '0',
+ARGS = kit.RANDOM_ENCODER + ['--spans', '--epochs', '1', '--batch-size', '4', '--report-images', '0',
         '--require-blessing']
 
 
@@ -48,11 +45,8 @@ def test_retraining_loop(tmp_path):
   assert states['Trainer'] == 'COMPLETE' and states['Evaluator'] == 'COMPLETE'
 
   # The baseline is exactly run 1's pushed model.
-  store = metadata_store.MetadataStore(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          str(out / 'metadata.db')))
-  evaluator = summary_lib.read_run(store, 'pet_segmentation')['nodes']['Evaluator']
-  baseline = evaluator['inputs']['baseline_model'][0]
+  evaluator = kit.read_run(out, second['run_id']).nodes['Evaluator']
+  baseline = evaluator.inputs['baseline_model'][0]
   assert baseline.uri == first['model']['uri']
   assert second['baseline_metrics'] is not None
 

@@ -16,39 +16,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from ml_metadata import metadata_store
 from PIL import Image
-from tfx import v1 as tfx
 
 from components import features
 from components.trainer import export
 from components.transform import module as transform
 from pipeline.tools import predict
-from pipeline.tools import summary as summary_lib
+from tests import kit
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLASS_IDS = {features.PET, features.BACKGROUND, features.BORDER}
 
 
-def _records(split_dir: str) -> list:
-  files = sorted(tf.io.gfile.glob(os.path.join(split_dir, '*')))
-  return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
-
-
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, fmt)
-  return buf.getvalue()
+_records = kit.split_records
+_encode = kit.encode
 
 
 @pytest.fixture(scope='module')
 def uris(e2e) -> dict:
   """Artifact uris of the first run: raw and transformed examples, graph, model."""
-  store = metadata_store.MetadataStore(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          str(e2e['out'] / 'metadata.db')))
-  nodes = summary_lib.read_run(store, 'pet_segmentation', e2e['first']['run_id'])['nodes']
-  uri = lambda node, key: nodes[node]['outputs'][key][0].uri
+  run = kit.read_run(e2e['out'], e2e['first']['run_id'])
+  uri = lambda node, key: run.output(node, key).uri
   return {'examples': uri('PetExampleGen', 'examples'),
           'transformed': uri('Transform', 'transformed_examples'),
           'transform_graph': uri('Transform', 'transform_graph'),

@@ -1,13 +1,14 @@
 """Span-aware ingestion: latest span by default, a chosen span, a rolling training window."""
-import pytest
+import json
+
 from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipeline import settings as config_lib
 from pipeline import pipeline as pipeline_lib
-from pipeline.tools import summary as summary_lib
+from tests import kit
 from pipeline.tools import synthetic_pets
+from components import transform as transform_room
 from components.example_gen import component as example_gen_component
 
 # (trainval, test) entries per span: different, so counts tell which was read.
@@ -31,9 +32,9 @@ def _run(nodes, out):
 
 def _ingested(store):
   """(span, train count, eval count) of the latest run's ExampleGen output."""
-  run = summary_lib.read_run(store, 'spans_test')
-  examples = run['nodes'][pipeline_lib.EXAMPLE_GEN]['outputs']['examples'][0]
-  counts = summary_lib.json.loads(
+  run = kit.read_run(store, pipeline_name='spans_test')
+  examples = run.output(pipeline_lib.EXAMPLE_GEN, 'examples')
+  counts = json.loads(
       examples.custom_properties['split_counts'].string_value)
   return (examples.custom_properties['span'].int_value,
           counts['train']['examples'], counts['eval']['examples'])
@@ -64,22 +65,22 @@ def test_rolling_window_trains_on_the_newest_spans(tmp_path):
 
   def nodes():
     example_gen = _example_gen(root)
-    extra, training = pipeline_lib._training_examples(config, example_gen)  # pylint: disable=protected-access
+    extra, training = pipeline_lib.training_examples(config, example_gen)
     schema_gen = tfx.components.ImportSchemaGen(schema_file=pipeline_lib.SCHEMA_PATH)
     transform = tfx.components.Transform(
         examples=training, schema=schema_gen.outputs['schema'],
-        preprocessing_fn=config_lib.PREPROCESSING_FN)
+        preprocessing_fn=transform_room.PREPROCESSING_FN)
     return [example_gen, *extra, schema_gen, transform]
 
   _add_span(root, 1)
   _run(nodes(), out)
   _add_span(root, 2)
   store = _run(nodes(), out)
-  run = summary_lib.read_run(store, 'spans_test')
-  consumed = run['nodes']['Transform']['inputs']['examples']
+  run = kit.read_run(store, pipeline_name='spans_test')
+  consumed = run.nodes['Transform'].inputs['examples']
   assert sorted(a.custom_properties['span'].int_value for a in consumed) == [1, 2]
   # One transformed Examples artifact per input span.
-  assert len(run['nodes']['Transform']['outputs']['transformed_examples']) == 2
+  assert len(run.nodes['Transform'].outputs['transformed_examples']) == 2
 
 
 def test_span_flags_need_spans():

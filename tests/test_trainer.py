@@ -1,4 +1,5 @@
 """Trainer pieces: input pipeline, augmentation, fine-tuning, tf.distribute on two devices."""
+import dataclasses
 import json
 import os
 import shutil
@@ -17,12 +18,12 @@ from tfx.proto import example_gen_pb2
 
 from components.trainer import model as model_lib
 from components.trainer import module as trainer
-from tests.conftest import E2E_TRAIN, REPO, node_outputs
+from components.trainer.options import TrainerOptions
+from tests.conftest import E2E_TRAIN
+from tests.kit import REPO, node_outputs
 
-CONFIG = {'encoder_weights': 'none', 'train_encoder': True, 'learning_rate': 1e-3,
-          'epochs': 1, 'fine_tune_blocks': 0, 'fine_tune_epochs': 0,
-          'fine_tune_learning_rate': 1e-4, 'early_stopping_patience': 0, 'seed': 0,
-          'cache_examples': True}
+CONFIG = TrainerOptions(encoder_weights='none', train_encoder=True,
+                        learning_rate=1e-3, epochs=1, early_stopping_patience=0)
 
 
 def _tiny_data(n=4, batch=2):
@@ -37,7 +38,7 @@ def test_random_flip_moves_image_and_mask_together():
   # differently breaks the relation somewhere.
   image = tf.random.stateless_uniform([16, 128, 128, 3], seed=[1, 2])
   mask = tf.cast(image[..., :1] * 3, tf.int64)
-  flipped_image, flipped_mask = trainer._random_flip(image, mask)  # pylint: disable=protected-access
+  flipped_image, flipped_mask = trainer.random_flip(image, mask)
   np.testing.assert_array_equal(tf.cast(flipped_image[..., :1] * 3, tf.int64), flipped_mask)
   changed = np.any(flipped_image.numpy() != image.numpy(), axis=(1, 2, 3))
   assert 0 < changed.sum() < 16  # per example: some flipped, some not
@@ -48,8 +49,9 @@ def test_fine_tuning_unfreezes_only_the_top_blocks(tmp_path):
   weights = tmp_path / 'encoder.weights.h5'
   keras.applications.MobileNetV2(input_shape=[128, 128, 3], include_top=False,
                                  weights=None).save_weights(weights)
-  config = dict(CONFIG, encoder_weights=str(weights), train_encoder=False,
-                fine_tune_blocks=2, fine_tune_epochs=1)
+  config = dataclasses.replace(CONFIG, encoder_weights=str(weights),
+                               train_encoder=False, fine_tune_blocks=2,
+                               fine_tune_epochs=1)
   reference = model_lib.build_unet(str(weights), train_encoder=False)
   before = {w.path: w.numpy() for w in reference.get_layer('encoder').weights}
 
@@ -77,6 +79,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
       tf.config.set_logical_device_configuration(
           cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
       from components.trainer import module as trainer
+from components.trainer.options import TrainerOptions
       from tests.test_trainer import CONFIG, _tiny_data
       strategy = trainer.choose_strategy()
       model = trainer.train(CONFIG, _tiny_data(), _tiny_data(), {str(tmp_path)!r}, strategy)
@@ -117,8 +120,8 @@ def test_cached_input_reads_the_files_once_and_reshuffles_each_epoch(e2e, tmp_pa
   transform_output = tft.TFTransformOutput(graph.uri)
 
   def dataset(training, cache):
-    return trainer._dataset(fn_args, files, transform_output, batch_size=4,
-                            training=training, seed=0, cache=cache)
+    return trainer.make_dataset(fn_args, files, transform_output, batch_size=4,
+                                training=training, seed=0, cache=cache)
 
   uncached = _examples(dataset(training=False, cache=False))
   assert len(uncached) == E2E_TRAIN

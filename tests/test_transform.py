@@ -4,18 +4,17 @@ Raw examples are built by the ExampleGen's own `records.make_record` from the re
 Oxford-IIIT Pet sample and parsed with the feature spec of schemas/schema.pbtxt,
 exactly as Transform sees them: dense [B, 1] bytes tensors.
 """
-import io
 import pathlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
-from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from tfx.utils import io_utils
 
 from components import features
+from tests import kit
 from components.transform import module as transform
 from components.example_gen import records
 
@@ -29,10 +28,7 @@ ENTRIES = ('Abyssinian_100 1 1 1', 'american_bulldog_101 2 2 1', 'Bengal_192 6 1
 SIZE = features.IMAGE_SIZE
 
 
-def _encode(array, fmt, **kwargs):
-  buf = io.BytesIO()
-  Image.fromarray(array).save(buf, fmt, **kwargs)
-  return buf.getvalue()
+_encode = kit.encode
 
 
 @pytest.fixture(scope='module')

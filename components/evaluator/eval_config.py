@@ -4,12 +4,11 @@ from typing import Dict
 
 import tensorflow_model_analysis as tfma
 
-from components.trainer import export
 from components import evaluator
 from components import features
+from components.evaluator import options
+from components.trainer import export
 
-METRICS_MODULE = evaluator.METRICS_MODULE
-MEAN_IOU = features.MEAN_IOU
 
 
 def metric_configs() -> Dict[str, tuple]:
@@ -45,15 +44,13 @@ def create_eval_config(lower_bounds: Dict[str, float],
     The EvalConfig; labels come from the model's `transform_features` signature,
     predictions from `serving_default`, so TFMA sees what serving sees.
   """
-  unknown = set(lower_bounds) | set(max_regression)
-  unknown -= set(metric_configs())
-  if unknown:
-    raise ValueError(f'unknown metric(s) {sorted(unknown)}; known: '
-                     f'{sorted(metric_configs())}')
+  problem = options.unknown_metrics(set(lower_bounds) | set(max_regression))
+  if problem:
+    raise ValueError(problem)
   metrics = []
   for name, (class_name, config) in metric_configs().items():
     metric = tfma.MetricConfig(
-        class_name=class_name, module=METRICS_MODULE,
+        class_name=class_name, module=evaluator.METRICS_MODULE,
         config=json.dumps(dict(config, name=name)))
     if name in lower_bounds or name in max_regression:
       metric.threshold.CopyFrom(

@@ -1,4 +1,4 @@
-"""PetExampleGen: TFX's FileBasedExampleGen with the Oxford-IIIT Pet executor."""
+"""PetExampleGen: TFX's FileBasedExampleGen with the Oxford-IIIT Pet executor and driver."""
 from typing import Any, Dict, Optional
 
 from tfx.components import FileBasedExampleGen
@@ -7,7 +7,8 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.example_gen import executor
+from components.example_gen import driver, executor
+from components.example_gen.options import ExampleGenOptions
 
 TRAIN_LIST = 'annotations/trainval.txt'
 EVAL_LIST = 'annotations/test.txt'
@@ -33,7 +34,8 @@ def executor_properties(input_base: str,
 
   Args:
     input_base: the Oxford-IIIT Pet layout folder.
-    options: executor options such as {'min_valid_fraction': 0.8}.
+    options: executor options such as {'min_valid_fraction': 0.8} (the
+      fields of ExampleGenOptions and executor.FAILED_QUARANTINE_DIR_KEY).
   """
   return {
       standard_component_specs.INPUT_BASE_KEY: input_base,
@@ -50,29 +52,39 @@ def executor_properties(input_base: str,
   }
 
 
+class PetExampleGen(FileBasedExampleGen):
+  """FileBasedExampleGen whose cache key also sees the listed images and trimaps."""
+  DRIVER_CLASS = driver.PetDriver
+
+
 def create_example_gen(
     data_root: str,
     spans: bool = False,
-    min_valid_fraction: float = executor.DEFAULT_MIN_VALID_FRACTION,
     span: Optional[int] = None,
+    options: Optional[ExampleGenOptions] = None,
+    failed_quarantine_dir: Optional[str] = None,
 ) -> FileBasedExampleGen:
   """Builds the ExampleGen component for an Oxford-IIIT Pet layout folder.
 
   Args:
     data_root: the folder holding images/ and annotations/ (or span-N/ folders).
     spans: read `span-N/` sub-folders through TFX's span mechanism.
-    min_valid_fraction: fail the run when fewer listed pairs are valid.
     span: with spans, this span instead of the latest (TFX static range).
+    options: the executor's settings; None for the defaults.
+    failed_quarantine_dir: where a failed run keeps its quarantine (TFX
+      deletes a failed component's outputs); None to keep nothing.
   """
   range_config = None
   if span is not None:
     range_config = range_config_pb2.RangeConfig(
         static_range=range_config_pb2.StaticRange(
             start_span_number=span, end_span_number=span))
-  return FileBasedExampleGen(
+  config = (options or ExampleGenOptions()).to_executor_options()
+  if failed_quarantine_dir:
+    config[executor.FAILED_QUARANTINE_DIR_KEY] = failed_quarantine_dir
+  return PetExampleGen(
       input_base=data_root,
       input_config=input_config(spans),
-      custom_config=executor.custom_config_proto(
-          {'min_valid_fraction': min_valid_fraction}),
+      custom_config=executor.custom_config_proto(config),
       range_config=range_config,
       custom_executor_spec=executor_spec.BeamExecutorSpec(executor.Executor))

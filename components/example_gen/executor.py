@@ -6,10 +6,16 @@ Its folder's parent is the data root holding `images/` and `annotations/trimaps/
 Pairs that cannot become valid examples are written, with the reason, to
 `<examples artifact>/quarantine/<list name>.jsonl`; counts per list go to
 `<list name>.counts.json` so that listed = written + quarantined is checkable.
+
+The executor fails (before anything downstream runs) when a split has no valid
+example or too few pairs are valid overall. TFX deletes a failed component's
+outputs, so with `failed_quarantine_dir` in the custom config the quarantine is
+first copied to `<failed_quarantine_dir>/<examples artifact basename>/`, and the
+error names that copy.
 """
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from absl import logging
@@ -22,13 +28,16 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.example_gen import records
+from components.example_gen.options import ExampleGenOptions
 
 QUARANTINE_DIR = 'quarantine'
 # Custom properties set on the output Examples artifact.
 NUM_REJECTED_PROPERTY = 'num_rejected'
 QUARANTINE_URI_PROPERTY = 'quarantine_uri'
 SPLIT_COUNTS_PROPERTY = 'split_counts'  # JSON: split -> {examples, rejected}
-DEFAULT_MIN_VALID_FRACTION = 0.5
+# Custom-config key (besides ExampleGenOptions' fields): where a failed run's
+# quarantine is kept.
+FAILED_QUARANTINE_DIR_KEY = 'failed_quarantine_dir'
 
 
 def custom_config_proto(options: Dict[str, Any]) -> example_gen_pb2.CustomConfig:
@@ -40,7 +49,7 @@ def custom_config_proto(options: Dict[str, Any]) -> example_gen_pb2.CustomConfig
   return config
 
 
-def _options(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+def _custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
   if not raw:
     return {}
@@ -49,6 +58,17 @@ def _options(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
   struct = struct_pb2.Struct()
   config.custom_config.Unpack(struct)
   return json_format.MessageToDict(struct)
+
+
+def executor_options(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """ExampleGenOptions' defaults overlaid with the custom config's values."""
+  options = ExampleGenOptions().to_executor_options()
+  options[FAILED_QUARANTINE_DIR_KEY] = None
+  options.update(_custom_config(exec_properties))
+  # A protobuf Struct holds every number as a double.
+  options['max_image_pixels'] = int(options['max_image_pixels'])
+  options['min_valid_fraction'] = float(options['min_valid_fraction'])
+  return options
 
 
 def _output_formats(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
@@ -87,15 +107,18 @@ def _ListFileToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
       exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
   if not tf.io.gfile.exists(list_file):
     raise ValueError(f'list file {list_file} does not exist')
-  data_root = os.path.dirname(os.path.dirname(list_file))
   out_stem = os.path.join(exec_properties['_quarantine_dir'],
                           list_name(split_pattern))
+  to_record = records.ToRecordFn(
+      records.layout_root(list_file), list_file,
+      executor_options(exec_properties)['max_image_pixels'])
   results = (
       pipeline
-      | 'ReadList' >> beam.io.ReadFromText(list_file)
+      # Bytes: the DoFn decodes them, so a list that is not UTF-8 cannot fail here.
+      | 'ReadList' >> beam.io.ReadFromText(list_file, coder=beam.coders.BytesCoder())
       # A list file is one bundle; reshuffle so decoding spreads over workers.
       | 'Spread' >> beam.Reshuffle()
-      | 'ToExample' >> beam.ParDo(records.ToRecordFn(data_root, list_file))
+      | 'ToExample' >> beam.ParDo(to_record)
       .with_outputs(records.REJECTED_TAG, main='examples'))
   rejected = results[records.REJECTED_TAG]
   _ = rejected | 'WriteQuarantine' >> beam.io.WriteToText(
@@ -130,33 +153,95 @@ def read_quarantine(quarantine_dir: str) -> List[Dict[str, str]]:
   return entries
 
 
-def _record_and_check_counts(examples, input_config: example_gen_pb2.Input,
-                             quarantine_dir: str,
-                             exec_properties: Dict[str, Any]) -> None:
-  """Sets the count properties on `examples`; raises when too little is valid."""
-  by_list = read_counts(quarantine_dir)
-  counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
-  written = sum(c['examples'] for c in counts.values())
+def _record_counts(examples, counts: Dict[str, Dict[str, int]],
+                   quarantine_dir: str) -> None:
+  """Sets the count properties on `examples` (split -> {examples, rejected})."""
   rejected = sum(c['rejected'] for c in counts.values())
-  listed = written + rejected
   examples.set_int_custom_property(NUM_REJECTED_PROPERTY, rejected)
   examples.set_string_custom_property(SPLIT_COUNTS_PROPERTY, json.dumps(
       {k: {'examples': v['examples'], 'rejected': v['rejected']}
        for k, v in counts.items()}))
   examples.set_string_custom_property(QUARANTINE_URI_PROPERTY, quarantine_dir)
   logging.info('PetExampleGen: %s (quarantine: %s)', counts, quarantine_dir)
-  min_fraction = float(_options(exec_properties).get(
-      'min_valid_fraction', DEFAULT_MIN_VALID_FRACTION))
-  if listed == 0:
-    raise ValueError(f'no valid examples: the list files hold no entries '
-                     f'({", ".join(s.pattern for s in input_config.splits)})')
-  if written == 0:
-    raise ValueError(f'no valid examples: all {listed} listed pairs were '
-                     f'rejected (reasons in {quarantine_dir})')
-  if written < min_fraction * listed:
-    raise ValueError(
-        f'only {written} of {listed} listed pairs are valid, below the minimum '
-        f'valid fraction {min_fraction} (reasons in {quarantine_dir})')
+
+
+def _split_problem(split: example_gen_pb2.Input.Split, count: Dict[str, int],
+                   where: str) -> Optional[str]:
+  """Why a split fails on its own (no valid example), or None."""
+  if count['examples']:
+    return None
+  prefix = f"split '{split.name}' ({split.pattern}) has no valid examples"
+  if not count['rejected']:
+    return f'{prefix}: the list file holds no entries'
+  reasons = os.path.join(where, list_name(split.pattern) + '.jsonl')
+  # No example written: every listed pair was rejected.
+  return (f"{prefix}: {count['rejected']} listed, {count['rejected']} rejected "
+          f'(reasons in {reasons})')
+
+
+def count_failure(splits: Sequence[example_gen_pb2.Input.Split],
+                  counts: Dict[str, Dict[str, int]],
+                  min_valid_fraction: float) -> Optional[Callable[[str], str]]:
+  """Why the counts fail the run, as a function of where the reasons are kept.
+
+  The folder is only known once the caller has (maybe) copied the quarantine,
+  hence a function. The message is one line: every split with no valid
+  example, else the overall fraction below `min_valid_fraction`.
+
+  Returns:
+    None when the counts pass, else folder -> error message.
+  """
+  written = sum(counts[s.name]['examples'] for s in splits)
+  listed = written + sum(counts[s.name]['rejected'] for s in splits)
+  if all(counts[s.name]['examples'] for s in splits) and (
+      written >= min_valid_fraction * listed):
+    return None
+
+  def message(where: str) -> str:
+    problems = [p for p in (_split_problem(s, counts[s.name], where)
+                            for s in splits) if p]
+    if problems:
+      return '; '.join(problems)
+    return (f'only {written} of {listed} listed pairs are valid, below the '
+            f'minimum valid fraction {min_valid_fraction} (reasons in {where})')
+  return message
+
+
+def keep_quarantine(quarantine_dir: str, failed_quarantine_dir: str,
+                    examples_uri: str) -> str:
+  """Copies the quarantine files where they outlive the failed execution.
+
+  Returns:
+    `<failed_quarantine_dir>/<basename of examples_uri>`, the copy's folder.
+  """
+  kept = os.path.join(failed_quarantine_dir,
+                      os.path.basename(examples_uri.rstrip('/')))
+  tf.io.gfile.makedirs(kept)
+  for pattern in ('*.jsonl', '*.counts.json'):
+    for path in tf.io.gfile.glob(os.path.join(quarantine_dir, pattern)):
+      tf.io.gfile.copy(path, os.path.join(kept, os.path.basename(path)),
+                       overwrite=True)
+  return kept
+
+
+def _record_and_check_counts(examples, input_config: example_gen_pb2.Input,
+                             quarantine_dir: str,
+                             exec_properties: Dict[str, Any]) -> None:
+  """Sets the count properties on `examples`; raises when too little is valid."""
+  by_list = read_counts(quarantine_dir)
+  counts = {s.name: by_list[list_name(s.pattern)] for s in input_config.splits}
+  _record_counts(examples, counts, quarantine_dir)
+  options = executor_options(exec_properties)
+  failure = count_failure(input_config.splits, counts,
+                          options['min_valid_fraction'])
+  if failure is None:
+    return
+  where = quarantine_dir
+  if options[FAILED_QUARANTINE_DIR_KEY]:
+    # TFX deletes a failed execution's outputs: the error must point elsewhere.
+    where = keep_quarantine(quarantine_dir, options[FAILED_QUARANTINE_DIR_KEY],
+                            examples.uri)
+  raise ValueError(failure(where))
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -175,8 +260,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     worker writes the records it makes (TFX's file names and GZIP format).
 
     Raises:
-      ValueError: nothing valid, too small a valid fraction, or an output
-        format other than tf.Examples in GZIP TFRecords.
+      ValueError: a split with no valid example, too small a valid fraction,
+        or an output format other than tf.Examples in GZIP TFRecords.
     """
     self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(

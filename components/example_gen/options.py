@@ -13,6 +13,9 @@ class ExampleGenOptions:
   min_valid_fraction: float = setting(
       0.5, 'fail when fewer listed image/trimap pairs are valid', INGESTION,
       check=within(0.0, 1.0))
+  # Read from the image header before any pixel is decoded. Pillow's own
+  # decompression-bomb guard (2 x PIL.Image.MAX_IMAGE_PIXELS, ~179 Mpx) still
+  # refuses larger images whatever this says.
   max_image_pixels: int = setting(
       50_000_000, 'quarantine images with more pixels than this (width x '
       'height; the real dataset tops out near 0.25 Mpx)', INGESTION,

@@ -3,9 +3,10 @@
 The export (signatures, see `components.export`) applies the Transform graph,
 so serving and evaluation see exactly what training saw.
 """
+import dataclasses
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -13,9 +14,13 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.trainer import export
 from components import features
+from components import trainer as trainer_room
+from components.trainer import encoder
+from components.trainer import export
 from components.trainer import model as model_lib
+from components.trainer import tuning
+from components.trainer.options import TrainerOptions
 
 REPORT_JSON = 'model_report.json'
 REPORT_TEXT = 'model_report.txt'
@@ -25,16 +30,17 @@ REPORT_TEXT = 'model_report.txt'
 SHUFFLE_BUFFER = 10000
 
 
-def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
-             batch_size: int, training: bool, seed: int,
-             cache: bool) -> tf.data.Dataset:
+def make_dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
+                 batch_size: int, training: bool, seed: int, cache: bool,
+                 augment: Optional[bool] = None) -> tf.data.Dataset:
   """(image_xf, mask_xf) batches from the transformed examples, one pass.
 
   With `cache`, the parsed examples stay in memory after the first pass, so
   later epochs skip reading, decompressing and parsing the TFRecords: on a
   CPU-only machine that work competes with the train step for the same cores
   (benchmarks/train_benchmark.py). Shuffling then follows the cache, anew
-  each epoch; without it, TFX's reader shuffles.
+  each epoch; without it, TFX's reader shuffles. `augment` (default: when
+  training) adds the random flip.
   """
   dataset = fn_args.data_accessor.tf_dataset_factory(
       files,
@@ -49,8 +55,8 @@ def _dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
       dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed,
                                 reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-  if training:
-    dataset = dataset.map(_random_flip, num_parallel_calls=tf.data.AUTOTUNE)
+  if training if augment is None else augment:
+    dataset = dataset.map(random_flip, num_parallel_calls=tf.data.AUTOTUNE)
   return without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
 
 
@@ -67,20 +73,25 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.with_options(options)
 
 
-def _random_flip(image: tf.Tensor, mask: tf.Tensor):
+def random_flip(image: tf.Tensor, mask: tf.Tensor):
   """Flips image and mask together, left-right, per example (training only)."""
   flip = tf.random.uniform([tf.shape(image)[0], 1, 1, 1]) < 0.5
   return (tf.where(flip, tf.reverse(image, axis=[2]), image),
           tf.where(flip, tf.reverse(mask, axis=[2]), mask))
 
 
-def _write_report(model: keras.Model, model_dir: str) -> Dict[str, Any]:
-  report = model_lib.parameter_report(model)
+def write_report(model: keras.Model, model_dir: str, config: TrainerOptions,
+                 encoder_info: Dict[str, Any]) -> Dict[str, Any]:
+  """model_report.json/.txt: parameters per block, where the encoder came from
+  and the effective training settings (the Tuner's choices included)."""
+  report = dict(model_lib.parameter_report(model), encoder=encoder_info,
+                training=dataclasses.asdict(config))
   tf.io.gfile.makedirs(model_dir)
   with tf.io.gfile.GFile(os.path.join(model_dir, REPORT_JSON), 'w') as f:
     json.dump(report, f, indent=2)
   with tf.io.gfile.GFile(os.path.join(model_dir, REPORT_TEXT), 'w') as f:
-    f.write(model_lib.format_report(report))
+    f.write(model_lib.format_report(report) + '\n' + '\n'.join(
+        f'encoder {key}: {value}' for key, value in encoder_info.items()) + '\n')
   return report
 
 
@@ -108,62 +119,108 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
       metrics=['accuracy'])
 
 
-def _callbacks(config: Dict[str, Any], run_dir: str) -> list:
+def callbacks(config: TrainerOptions, run_dir: str) -> list:
   """TensorBoard logs always; early stopping on eval loss when patience > 0."""
   callbacks = [keras.callbacks.TensorBoard(log_dir=run_dir)]
-  if config['early_stopping_patience'] > 0:
+  if config.early_stopping_patience > 0:
     # Keeps the weights of the epoch with the lowest eval loss.
     callbacks.append(keras.callbacks.EarlyStopping(
-        monitor='val_loss', patience=config['early_stopping_patience'],
+        monitor='val_loss', patience=config.early_stopping_patience,
         restore_best_weights=True))
   return callbacks
 
 
-def train(config: Dict[str, Any], train_data: tf.data.Dataset,
-          eval_data: tf.data.Dataset, run_dir: str,
-          strategy: tf.distribute.Strategy) -> keras.Model:
-  """Builds and fits the U-Net: decoder (or all) first, then optional fine-tuning.
+def new_model(config: TrainerOptions) -> keras.Model:
+  """The U-Net with the configured encoder, compiled for phase 1."""
+  model = model_lib.build_unet(encoder_weights=config.encoder_weights,
+                               train_encoder=config.train_encoder)
+  compile_model(model, config.learning_rate)
+  return model
+
+
+def fit(config: TrainerOptions, model: keras.Model, train_data: tf.data.Dataset,
+        eval_data: tf.data.Dataset, run_dir: str,
+        strategy: tf.distribute.Strategy,
+        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> List[float]:
+  """Fits `model`: decoder (or all) first, then optional fine-tuning.
 
   Phase 1 trains with the configured encoder setting for `epochs`. When
   `fine_tune_blocks` > 0, phase 2 unfreezes the encoder's top blocks and trains
   `fine_tune_epochs` more at `fine_tune_learning_rate` (lower, so the
   pretrained features are adjusted rather than overwritten).
+  `extra_callbacks` run after the Trainer's own (e.g. a benchmark's timer,
+  the Tuner's). Returns the eval loss of every epoch.
   """
-  with strategy.scope():
-    model = model_lib.build_unet(encoder_weights=config['encoder_weights'],
-                                 train_encoder=config['train_encoder'])
-    compile_model(model, config['learning_rate'])
-  model.fit(train_data, validation_data=eval_data, epochs=config['epochs'],
-            callbacks=_callbacks(config, run_dir), verbose=2)
-  if config['fine_tune_blocks'] > 0 and config['fine_tune_epochs'] > 0:
+  history = model.fit(train_data, validation_data=eval_data,
+                      epochs=config.epochs,
+                      callbacks=callbacks(config, run_dir) + list(extra_callbacks),
+                      verbose=2)
+  losses = list(history.history.get('val_loss', []))
+  if config.fine_tune_blocks > 0 and config.fine_tune_epochs > 0:
     with strategy.scope():
-      model_lib.unfreeze_top_blocks(model, config['fine_tune_blocks'])
-      compile_model(model, config['fine_tune_learning_rate'])
-    model.fit(train_data, validation_data=eval_data,
-              epochs=config['epochs'] + config['fine_tune_epochs'],
-              initial_epoch=config['epochs'],
-              callbacks=_callbacks(config, run_dir), verbose=2)
+      model_lib.unfreeze_top_blocks(model, config.fine_tune_blocks)
+      compile_model(model, config.fine_tune_learning_rate)
+    history = model.fit(
+        train_data, validation_data=eval_data,
+        epochs=config.epochs + config.fine_tune_epochs,
+        initial_epoch=config.epochs,
+        callbacks=callbacks(config, run_dir) + list(extra_callbacks), verbose=2)
+    losses += list(history.history.get('val_loss', []))
+  return losses
+
+
+def train(config: TrainerOptions, train_data: tf.data.Dataset,
+          eval_data: tf.data.Dataset, run_dir: str,
+          strategy: tf.distribute.Strategy,
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.Model:
+  """Builds the U-Net in `strategy`'s scope and `fit`s it; returns the model."""
+  with strategy.scope():
+    model = new_model(config)
+  fit(config, model, train_data, eval_data, run_dir, strategy, extra_callbacks)
   return model
 
 
+def options_for(fn_args: tfx.components.FnArgs) -> TrainerOptions:
+  """The run's TrainerOptions: its custom_config, with the imported encoder
+  file (`base_model`) and the Tuner's best hyperparameters applied."""
+  config = TrainerOptions.from_custom_config(
+      fn_args.custom_config[trainer_room.CUSTOM_CONFIG_KEY])
+  if fn_args.base_model:
+    config = dataclasses.replace(
+        config, encoder_weights=encoder.weights_file(fn_args.base_model))
+  if fn_args.hyperparameters:
+    config = dataclasses.replace(config, **tuning.chosen(fn_args.hyperparameters))
+  return config
+
+
+def training_data(fn_args: tfx.components.FnArgs, tf_transform_output,
+                  config: TrainerOptions):
+  """(train, eval) datasets; the batch size is global, split across replicas."""
+  return [make_dataset(fn_args, files, tf_transform_output, config.batch_size,
+                       training=training, seed=config.seed,
+                       cache=config.cache_examples)
+          for files, training in ((fn_args.train_files, True),
+                                  (fn_args.eval_files, False))]
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """TFX Trainer entry point (referenced as `components.trainer.run_fn`)."""
-  config = fn_args.custom_config
-  keras.utils.set_random_seed(config['seed'])
+  """TFX Trainer entry point (`components.trainer.RUN_FN`).
+
+  A weights file for the encoder arrives as the `base_model` input (imported
+  by the pipeline, see components/trainer/encoder.py); 'imagenet' and 'none'
+  come from the settings alone. With a Tuner upstream, its best
+  hyperparameters replace the configured ones.
+  """
+  config = options_for(fn_args)
+  keras.utils.set_random_seed(config.seed)
   strategy = choose_strategy()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  # The configured batch size is the global one, split across replicas.
-  batch_size = config['batch_size']
-  cache = config['cache_examples']
-  train_data = _dataset(fn_args, fn_args.train_files, tf_transform_output,
-                        batch_size, training=True, seed=config['seed'],
-                        cache=cache)
-  eval_data = _dataset(fn_args, fn_args.eval_files, tf_transform_output,
-                       batch_size, training=False, seed=config['seed'],
-                       cache=cache)
+  train_data, eval_data = training_data(fn_args, tf_transform_output, config)
   model = train(config, train_data, eval_data, fn_args.model_run_dir, strategy)
 
   # The report sits in the model artifact, beside (not inside) Format-Serving.
-  _write_report(model, os.path.dirname(fn_args.serving_model_dir))
+  write_report(model, os.path.dirname(fn_args.serving_model_dir), config,
+               encoder.describe(config.encoder_weights, config.train_encoder,
+                                encoder.keras_imagenet_file()))
   export.export_serving_model(model, tf_transform_output,
                               fn_args.serving_model_dir)

@@ -37,12 +37,14 @@ class TrainerOptions:
   learning_rate: float = setting(1e-3, 'Adam learning rate', TRAINING,
                                  check=within(0.0, 1.0))
   encoder_weights: str = setting(
-      'none', "MobileNetV2 encoder weights: 'imagenet' (from the local Keras "
-      "cache), 'none' (random init) or a no-top weights file", TRAINING,
+      'imagenet', "MobileNetV2 encoder weights: 'imagenet' (Keras' download "
+      "and cache, as the tutorial), 'none' (random init) or a no-top weights "
+      'file (e.g. `make encoder-weights`)', TRAINING,
       metavar='{imagenet,none,PATH}', check=_weights_check)
   train_encoder: bool = setting(
-      True, 'train the encoder too (--train-encoder), or only the decoder '
-      '(--freeze-encoder; needs pretrained weights)', TRAINING,
+      False, 'train the encoder too (--train-encoder), or only the decoder '
+      '(--freeze-encoder, the tutorial\'s choice; needs pretrained weights)',
+      TRAINING,
       off_flag='--freeze-encoder')
   fine_tune_blocks: int = setting(
       0, 'after --epochs, unfreeze the top K encoder blocks (BatchNorm stays '
@@ -60,6 +62,11 @@ class TrainerOptions:
       True, 'keep the transformed examples in memory after the first epoch '
       '(~0.2 MB an image) instead of re-reading them every epoch', TRAINING)
   seed: int = setting(0, 'seed for shuffling and initialisation', TRAINING)
+  tune_trials: int = setting(
+      0, 'search the learning rate (and, with --fine-tune-epochs, the '
+      'fine-tuning depth) with a TFX Tuner node over N trials on the train '
+      'split; the Trainer takes the best (0 = no Tuner)', TRAINING,
+      metavar='N', check=at_least(0))
 
   def cross_check(self) -> Optional[str]:
     return encoder_problem(self.encoder_weights, self.train_encoder)

@@ -8,7 +8,7 @@ i.e. exactly what the Evaluator scored.
 """
 import html
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -51,28 +51,32 @@ def write_report(summary: Dict[str, Any], output_dir: str, num_images: int) -> s
   predicted = model.signatures[export.SERVING_SIGNATURE](
       examples=tf.constant(serialized))[features.CLASS_MASK_KEY].numpy()
   rows = []
-  for record, mask in zip(serialized, predicted):
+  for index, (record, mask) in enumerate(zip(serialized, predicted)):
     example = tf.train.Example.FromString(record).features.feature
-    name = example[features.FILE_NAME_KEY].bytes_list.value[0].decode()
+    name = example[features.FILE_NAME_KEY].bytes_list.value[0].decode(
+        errors='replace')
+    # Files are numbered: no name from a list file ever becomes part of a path.
+    picture = f'eval_{index:04d}.png'
     _panel(example[features.IMAGE_KEY].bytes_list.value[0],
            example[features.MASK_KEY].bytes_list.value[0],
-           mask).save(os.path.join(report_dir, f'{name}.png'))
-    rows.append(name)
+           mask).save(os.path.join(report_dir, picture))
+    rows.append((picture, name))
   index = os.path.join(report_dir, 'index.html')
   with tf.io.gfile.GFile(index, 'w') as f:
     f.write(_html(summary, rows))
   return index
 
 
-def _html(summary: Dict[str, Any], names: List[str]) -> str:
+def _html(summary: Dict[str, Any], names: List[Tuple[str, str]]) -> str:
   base = summary.get('baseline_metrics') or {}
   metric_rows = ''.join(
       f'<tr><td>{html.escape(n)}</td><td>{v:.4f}</td>'
       f'<td>{"" if n not in base else f"{base[n]:.4f}"}</td></tr>'
       for n, v in sorted(summary['metrics'].items()))
   pictures = ''.join(
-      f'<figure><img src="{html.escape(n)}.png" alt="{html.escape(n)}">'
-      f'<figcaption>{html.escape(n)}</figcaption></figure>' for n in names)
+      f'<figure><img src="{picture}" alt="{html.escape(n)}">'
+      f'<figcaption>{html.escape(n)}</figcaption></figure>'
+      for picture, n in names)
   verdict = 'blessed' if summary['blessed'] else 'not blessed'
   failed = ''.join(f'<li>{html.escape(c)}</li>' for c in summary['failed_checks'])
   return f'''<!doctype html>

@@ -8,78 +8,18 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
-from components.trainer import module as trainer_lib
 from components.example_gen import executor as example_gen_executor
-from pipeline import settings as config_lib
+from components.trainer import module as trainer_lib
+from components.trainer import tuning
 from pipeline import pipeline as pipeline_lib
-
-_STATES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
-
-
-def _latest_run(store, pipeline_name: str) -> metadata_store_pb2.Context:
-  """The pipeline_run context of the newest execution of this pipeline."""
-  pipeline = store.get_context_by_type_and_name('pipeline', pipeline_name)
-  executions = store.get_executions_by_context(pipeline.id) if pipeline else []
-  if not executions:
-    raise ValueError(f'no run of pipeline {pipeline_name} in the metadata store')
-  newest = max(executions, key=lambda e: e.id)
-  return next(c for c in store.get_contexts_by_execution(newest.id)
-              if c.type == 'pipeline_run')
+from pipeline import runs
+from pipeline import settings
 
 
-def _by_key(events, artifacts, types) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-  """{event path key (e.g. 'examples'): [artifacts]} for events of the given types."""
-  result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
-  for event in events:
-    if event.type in types:
-      result.setdefault(event.path.steps[0].key, []).append(
-          artifacts[event.artifact_id])
-  return result
-
-
-def read_run(store, pipeline_name: str,
-             run_id: Optional[str] = None) -> Dict[str, Any]:
-  """Per node id of a run (default the latest): state, seconds, inputs, outputs."""
-  run = (store.get_context_by_type_and_name('pipeline_run', run_id) if run_id
-         else _latest_run(store, pipeline_name))
-  nodes = {}
-  executions = sorted(store.get_executions_by_context(run.id),
-                      key=lambda e: (e.create_time_since_epoch, e.id))
-  for execution in executions:
-    node = next(c.name.split('.', 1)[1]
-                for c in store.get_contexts_by_execution(execution.id)
-                if c.type == 'node')
-    events = store.get_events_by_execution_ids([execution.id])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(
-        [e.artifact_id for e in events])}
-    outputs = _by_key(events, artifacts, (metadata_store_pb2.Event.OUTPUT,
-                                          metadata_store_pb2.Event.DECLARED_OUTPUT))
-    inputs = _by_key(events, artifacts, (metadata_store_pb2.Event.INPUT,))
-    nodes[node] = {
-        'state': _STATES.get(execution.last_known_state, 'UNKNOWN'),
-        'seconds': (execution.last_update_time_since_epoch -
-                    execution.create_time_since_epoch) / 1000.0,
-        'inputs': inputs,
-        'outputs': outputs,
-    }
-  return {'run_id': run.name, 'nodes': nodes}
-
-
-def _prop(artifact, name: str):
-  value = artifact.custom_properties.get(name)
-  if value is None:
-    return None
-  return value.int_value if value.HasField('int_value') else value.string_value
-
-
-def _only(nodes, node: str, key: str) -> Optional[metadata_store_pb2.Artifact]:
-  artifacts = nodes.get(node, {}).get('outputs', {}).get(key, [])
-  return artifacts[0] if artifacts else None
+MAX_LISTED_REJECTS = 100  # the quarantine files hold them all
 
 
 def _metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
@@ -102,64 +42,74 @@ def _failed_checks(evaluation_uri: str) -> List[str]:
           for f in per_slice.failures]
 
 
-def build_summary(config: config_lib.PipelineConfig, store,
+def build_summary(config: settings.PipelineConfig, store, run_id: str,
                   error: Optional[str] = None) -> Dict[str, Any]:
-  """The run summary dict (see README) for the latest run of the pipeline."""
-  run = read_run(store, config.pipeline_name)
-  nodes = run['nodes']
+  """The run summary dict (see README) of run `run_id`."""
+  run = runs.read_run(store, run_id)
   summary: Dict[str, Any] = {
-      'data_root': config.data_root, 'run_id': run['run_id'], 'error': error,
+      'data_root': config.data_root, 'run_id': run.run_id, 'error': error,
       'blessed': False,
       'metrics': {}, 'baseline_metrics': None, 'failed_checks': [],
       'pushed_model': None, 'examples': {}, 'examples_uri': None,
-      'quarantine': None, 'model': None, 'report': None,
-      'components': {n: {'state': v['state'], 'seconds': v['seconds']}
-                     for n, v in nodes.items()},
+      'quarantine': None, 'model': None, 'report': None, 'warnings': [],
+      'hyperparameters': None, 'rejected_entries': [],
+      'components': {n: {'state': v.state, 'seconds': v.seconds}
+                     for n, v in run.nodes.items()},
   }
-  examples = _only(nodes, pipeline_lib.EXAMPLE_GEN, 'examples')
+  examples = run.output(pipeline_lib.EXAMPLE_GEN, 'examples')
   if examples is not None:
-    counts = json.loads(_prop(examples, example_gen_executor.SPLIT_COUNTS_PROPERTY) or '{}')
+    counts = json.loads(runs.custom_property(
+        examples, example_gen_executor.SPLIT_COUNTS_PROPERTY) or '{}')
     summary['examples'] = {split: c['examples'] for split, c in counts.items()}
-    summary['examples']['rejected'] = _prop(
+    summary['examples']['rejected'] = runs.custom_property(
         examples, example_gen_executor.NUM_REJECTED_PROPERTY)
-    summary['quarantine'] = _prop(
+    summary['quarantine'] = runs.custom_property(
         examples, example_gen_executor.QUARANTINE_URI_PROPERTY)
-    summary['examples']['span'] = _prop(examples, 'span')
+    summary['examples']['span'] = runs.custom_property(examples, 'span')
     summary['examples_uri'] = examples.uri
-  model = _only(nodes, pipeline_lib.TRAINER, 'model')
+  elif run.nodes.get(pipeline_lib.EXAMPLE_GEN, None) is not None:
+    # A failed ingestion's outputs are gone; the executor kept its
+    # quarantine under <failed_quarantine_dir>/<execution id> (= the
+    # examples artifact's folder name).
+    kept = os.path.join(config.failed_quarantine_dir, str(
+        run.nodes[pipeline_lib.EXAMPLE_GEN].execution.id))
+    if tf.io.gfile.isdir(kept):
+      summary['quarantine'] = kept
+  if summary['quarantine'] and tf.io.gfile.isdir(summary['quarantine']):
+    records = example_gen_executor.read_quarantine(summary['quarantine'])
+    summary['rejected_entries'] = [
+        {k: r[k] for k in ('list_file', 'entry', 'reason') if k in r}
+        for r in records[:MAX_LISTED_REJECTS]]
+  model = run.output(pipeline_lib.TRAINER, 'model')
   if model is not None:
     report_path = os.path.join(model.uri, trainer_lib.REPORT_JSON)
     if tf.io.gfile.exists(report_path):
       with tf.io.gfile.GFile(report_path) as f:
-        totals = json.load(f)['totals']
+        report = json.load(f)
       summary['model'] = {'uri': model.uri,
-                          'trainable_params': totals['trainable_params'],
-                          'frozen_params': totals['frozen_params']}
-  evaluation = _only(nodes, pipeline_lib.EVALUATOR, 'evaluation')
+                          'trainable_params': report['totals']['trainable_params'],
+                          'frozen_params': report['totals']['frozen_params'],
+                          'encoder': report.get('encoder')}
+  tuned = run.output(pipeline_lib.TUNER, 'best_hyperparameters')
+  if tuned is not None:
+    with tf.io.gfile.GFile(os.path.join(tuned.uri, 'best_hyperparameters.txt')) as f:
+      summary['hyperparameters'] = tuning.chosen(json.load(f))
+  evaluation = run.output(pipeline_lib.EVALUATOR, 'evaluation')
   if evaluation is not None:
     by_model = _metrics(evaluation.uri)
     summary['metrics'] = by_model.get('candidate', {})
     summary['baseline_metrics'] = by_model.get('baseline')
     summary['failed_checks'] = _failed_checks(evaluation.uri)
-  blessing = _only(nodes, pipeline_lib.EVALUATOR, 'blessing')
-  summary['blessed'] = bool(blessing is not None and _prop(blessing, 'blessed'))
-  pushed = _only(nodes, pipeline_lib.PUSHER, 'pushed_model')
-  if pushed is not None and _prop(pushed, 'pushed'):
-    summary['pushed_model'] = _prop(pushed, 'pushed_destination')
+  blessing = run.output(pipeline_lib.EVALUATOR, 'blessing')
+  summary['blessed'] = bool(blessing is not None and
+                           runs.custom_property(blessing, 'blessed'))
+  pushed = run.output(pipeline_lib.PUSHER, 'pushed_model')
+  if pushed is not None and runs.custom_property(pushed, 'pushed'):
+    summary['pushed_model'] = runs.custom_property(pushed, 'pushed_destination')
   return summary
 
 
-def write_summary(config: config_lib.PipelineConfig,
-                  connection_config: metadata_store_pb2.ConnectionConfig,
-                  error: Optional[str] = None) -> Dict[str, Any]:
-  """Builds the summary of the latest run and writes it to config.summary_path."""
-  summary = build_summary(config, metadata_store.MetadataStore(connection_config),
-                          error)
-  save_summary(config, summary)
-  return summary
-
-
-def save_summary(config: config_lib.PipelineConfig, summary: Dict[str, Any]) -> None:
+def save_summary(config: settings.PipelineConfig, summary: Dict[str, Any]) -> None:
   with tf.io.gfile.GFile(config.summary_path, 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
 
@@ -174,6 +124,14 @@ def format_summary(summary: Dict[str, Any]) -> str:
   if summary['model']:
     lines.append(f"  model: {summary['model']['trainable_params']:,} trainable, "
                  f"{summary['model']['frozen_params']:,} frozen parameters")
+    encoder = summary['model'].get('encoder') or {}
+    if encoder:
+      digest = f", sha256 {encoder['sha256'][:12]}" if encoder['sha256'] else ''
+      lines.append(f"  encoder: {encoder['source']}{digest}, "
+                   f"{'frozen' if encoder['frozen'] else 'trained'}")
+  if summary.get('hyperparameters'):
+    lines.append('  tuned: ' + ', '.join(
+        f'{k} {v:.3g}' for k, v in summary['hyperparameters'].items()))
   for name, value in sorted(summary['metrics'].items()):
     base = (summary['baseline_metrics'] or {}).get(name)
     lines.append(f'  {name:<16} {value:.4f}' +
@@ -183,6 +141,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
   lines.append(f"  pushed model: {summary['pushed_model'] or 'none'}")
   if summary.get('report'):
     lines.append(f"  report: {summary['report']}")
+  lines.extend(f'  warning: {w}' for w in summary.get('warnings', []))
   lines.append('  components: ' + ', '.join(
       f"{n} {c['seconds']:.1f}s{'' if c['state'] == 'COMPLETE' else ' ' + c['state'].lower()}"
       for n, c in summary['components'].items()))
