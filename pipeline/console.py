@@ -101,33 +101,37 @@ def configure_logging(verbose: bool, secrets: Iterable[str],
                       progress: Optional[Progress] = None) -> Callable[[], None]:
   """Routes TFX/Beam/TF logging for a run; returns a function that undoes it.
 
-  Quiet: absl's and Python's handlers show errors only, and `progress` turns
-  TFX's node records into progress lines. Verbose: everything, as the
-  libraries log it. Both: `secrets` never reach a handler.
+  Loggers pass INFO records on (TFX's node records feed `progress`, on the
+  root logger); what is shown is decided by the handlers: errors only when
+  quiet, everything when verbose. Libraries reset absl's logger level during
+  a run (Transform's code re-applies absl's verbosity hundreds of times), so
+  absl's verbosity is set to INFO, which absl applies to the root logger.
+  `secrets` never reach a handler.
   """
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  root, absl_logger = logging.getLogger(), absl_logging.get_absl_logger()
+  root = logging.getLogger()
   absl_handler = absl_logging.get_absl_handler()
   if absl_handler not in root.handlers:
     root.addHandler(absl_handler)  # what absl.app would do; one place to filter
   redact = Redact(secrets)
-  handlers = list(root.handlers)
-  saved = (root.level, absl_logger.level, [h.level for h in handlers])
-  level = logging.INFO if verbose else logging.ERROR
-  root.setLevel(level)
-  absl_logger.setLevel(logging.INFO)  # progress needs TFX's INFO records
+  # TensorFlow's logger has its own handler and does not propagate.
+  handlers = list(root.handlers) + list(logging.getLogger('tensorflow').handlers)
+  saved = (absl_logging.get_verbosity(), [h.level for h in handlers])
+  shown = logging.INFO if verbose else logging.ERROR
+  # absl's verbosity, not just a level: absl re-applies it to the root logger
+  # whenever anything calls its set_verbosity.
+  absl_logging.set_verbosity(absl_logging.INFO)
   for handler in handlers:
     handler.addFilter(redact)
-    handler.setLevel(max(handler.level, level))
+    handler.setLevel(max(handler.level, shown))
   if progress and not verbose:
-    absl_logger.addHandler(progress)
+    root.addHandler(progress)
 
   def undo() -> None:
-    for handler, handler_level in zip(handlers, saved[2]):
+    for handler, level in zip(handlers, saved[1]):
       handler.removeFilter(redact)
-      handler.setLevel(handler_level)
+      handler.setLevel(level)
     if progress:
-      absl_logger.removeHandler(progress)
-    root.setLevel(saved[0])
-    absl_logger.setLevel(saved[1])
+      root.removeHandler(progress)
+    absl_logging.set_verbosity(saved[0])
   return undo
