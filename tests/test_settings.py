@@ -111,6 +111,7 @@ def test_one_validation_for_the_frozen_random_encoder():
     model_lib.build_unet(encoder_weights='none', train_encoder=False)
   assert str(error.value) == reason
   config, _ = local_runner.parse_config(['--data-root', 'd', '--output-dir', 'o',
+                                         '--encoder-weights', 'none',
                                          '--freeze-encoder'])
   assert cli.settings.validate(config).endswith(reason)
 
