@@ -23,6 +23,7 @@ import traceback
 import uuid
 from typing import List, Optional, Tuple
 
+from components.trainer.options import ENCODER_CHOICES
 from pipeline import cli
 from pipeline import metadata as metadata_lib
 from pipeline import run_lock
@@ -66,6 +67,9 @@ def parse_config(argv: Optional[List[str]] = None
     config.data_root = os.path.abspath(config.data_root)
   if config.output_dir:
     config.output_dir = os.path.abspath(config.output_dir)
+  if config.training.encoder_weights not in ENCODER_CHOICES:
+    # The Importer records it as the artifact's URI: lineage needs it whole.
+    config.training.encoder_weights = os.path.abspath(config.training.encoder_weights)
   return config, args.print_config
 
 

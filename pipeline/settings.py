@@ -166,16 +166,17 @@ def validate(config) -> Optional[str]:
 
 
 def check_output_dir(config: PipelineConfig) -> Optional[str]:
-  """Creates the output dir; a one-line reason when it cannot be used."""
-  path = config.output_dir
-  if os.path.exists(path) and not os.path.isdir(path):
-    return f'--output-dir {path} exists and is not a directory'
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    return f'--output-dir {path} cannot be created: {e.strerror or e}'
-  if not os.access(path, os.W_OK | os.X_OK):
-    return f'--output-dir {path} is not writable'
+  """A one-line reason when the output dir cannot be used (nothing is created)."""
+  path = os.path.abspath(config.output_dir)
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    if existing == path:
+      return f'--output-dir {path} exists and is not a directory'
+    return f'--output-dir {path} cannot be created: {existing} is not a directory'
+  if not os.access(existing, os.W_OK | os.X_OK):
+    return f'--output-dir {path}: {existing} is not writable'
   return None
 
 

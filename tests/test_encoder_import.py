@@ -55,7 +55,8 @@ def runs(tmp_path_factory):
 def test_summary_names_the_encoder_and_its_sha256(runs):
   first = runs['first']
   assert first['model']['encoder'] == {
-      'source': str(runs['weights']), 'sha256': runs['first_sha'], 'frozen': True}
+      'source': str(runs['weights']), 'sha256': runs['first_sha'], 'frozen': True,
+      'fine_tuned_blocks': 0}
   report = (pathlib.Path(first['model']['uri']) / 'model_report.txt').read_text()
   assert f"encoder sha256: {runs['first_sha']}" in report
   assert runs['changed']['model']['encoder']['sha256'] == runs['changed_sha']

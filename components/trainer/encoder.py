@@ -58,16 +58,18 @@ def keras_imagenet_file(image_size: int = features.IMAGE_SIZE) -> str:
                       f'{image_size}_no_top.h5')
 
 
-def describe(source: str, train_encoder: bool,
-             keras_file: Optional[str] = None) -> Dict[str, Any]:
+def describe(source: str, train_encoder: bool, keras_file: Optional[str] = None,
+             fine_tuned_blocks: int = 0) -> Dict[str, Any]:
   """The encoder's provenance for the model report and run_summary.json.
 
   Args:
     source: the weights file, or 'imagenet' / 'none'.
-    train_encoder: whether the encoder trained.
+    train_encoder: whether the whole encoder trained.
     keras_file: for 'imagenet', the file Keras loaded (its cache), if known.
+    fine_tuned_blocks: top encoder blocks trained in the fine-tuning phase.
   """
   path = source if is_file_source(source) else (
       keras_file if source == 'imagenet' else None)
   digest = sha256(path) if path and tf.io.gfile.exists(path) else None
-  return {'source': source, 'sha256': digest, 'frozen': not train_encoder}
+  return {'source': source, 'sha256': digest, 'frozen': not train_encoder,
+          'fine_tuned_blocks': fine_tuned_blocks}

@@ -220,7 +220,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   # The report sits in the model artifact, beside (not inside) Format-Serving.
   write_report(model, os.path.dirname(fn_args.serving_model_dir), config,
-               encoder.describe(config.encoder_weights, config.train_encoder,
-                                encoder.keras_imagenet_file()))
+               encoder.describe(
+                   config.encoder_weights, config.train_encoder,
+                   encoder.keras_imagenet_file(),
+                   config.fine_tune_blocks if config.fine_tune_epochs else 0))
   export.export_serving_model(model, tf_transform_output,
                               fn_args.serving_model_dir)

@@ -127,8 +127,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
     encoder = summary['model'].get('encoder') or {}
     if encoder:
       digest = f", sha256 {encoder['sha256'][:12]}" if encoder['sha256'] else ''
+      tuned = encoder.get('fine_tuned_blocks')
       lines.append(f"  encoder: {encoder['source']}{digest}, "
-                   f"{'frozen' if encoder['frozen'] else 'trained'}")
+                   f"{'frozen' if encoder['frozen'] else 'trained'}"
+                   + (f', top {tuned} blocks fine-tuned' if tuned else ''))
   if summary.get('hyperparameters'):
     lines.append('  tuned: ' + ', '.join(
         f'{k} {v:.3g}' for k, v in summary['hyperparameters'].items()))
