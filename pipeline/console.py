@@ -41,7 +41,12 @@ class Redact(logging.Filter):
 
   def __init__(self, secrets: Iterable[str]):
     super().__init__()
-    self._secrets = [s for s in secrets if s]
+    from google.protobuf import text_encoding  # pylint: disable=g-import-not-at-top
+    # Also as protobuf text format escapes it (TFX logs the connection config
+    # proto: a quote in a password appears as \').
+    self._secrets = sorted({variant for s in secrets if s for variant in
+                            (s, text_encoding.CEscape(s, as_utf8=True),
+                             repr(s)[1:-1])}, key=len, reverse=True)
 
   def filter(self, record: logging.LogRecord) -> bool:
     if self._secrets:
