@@ -276,6 +276,11 @@ def test_concurrent_runs_each_summarise_themselves(mariadb, tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   from pipeline.tools import synthetic_pets  # pylint: disable=g-import-not-at-top
+  mariadb.create_database_and_user('concurrent_mlmd', USER, PASSWORD)
+  # A shared store exists before runs share it (two first connections at once
+  # would both create MLMD's tables).
+  assert metadata_lib.check_connection(
+      _metadata(mariadb, 'concurrent_mlmd')) is None
   env = {k: v for k, v in os.environ.items() if k not in metadata_lib.ENV_VARS}
   env.update({'MLMD_MYSQL_HOST': mariadb.host, 'MLMD_MYSQL_PORT': str(mariadb.port),
               'MLMD_MYSQL_DATABASE': 'concurrent_mlmd', 'MLMD_MYSQL_USER': USER,

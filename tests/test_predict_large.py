@@ -241,13 +241,15 @@ def test_predict_skips_images_above_max_pixels_with_their_size(model_dir, real_s
                                                    'Bengal_100_overlay.png']
 
 
-# Runs predict and prints its own peak RSS (KiB): the figure covers this
-# process alone, not the pytest process or its other children.
+# Runs predict and prints its own peak RSS (KiB): VmHWM, which a new process
+# image starts afresh (getrusage's ru_maxrss would carry over the forking
+# pytest process's peak).
 _MEASURED = """
-import resource, sys
+import re, sys
 from pipeline.tools import predict
 code = predict.main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open('/proc/self/status') as f:
+  print(re.search(r'VmHWM:\\s+(\\d+) kB', f.read()).group(1))
 sys.exit(code)
 """
 

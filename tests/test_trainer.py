@@ -79,7 +79,6 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
       tf.config.set_logical_device_configuration(
           cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
       from components.trainer import module as trainer
-from components.trainer.options import TrainerOptions
       from tests.test_trainer import CONFIG, _tiny_data
       strategy = trainer.choose_strategy()
       model = trainer.train(CONFIG, _tiny_data(), _tiny_data(), {str(tmp_path)!r}, strategy)
