@@ -692,7 +692,7 @@ def _size(data):
       if img.height * img.width <= 4096:
         return img.height, img.width
   except Exception:  # pylint: disable=broad-except
-    pass
+    pass  # undecodable bytes have no size to match: fall through to None
   return 4, 4
 
 
