@@ -47,7 +47,7 @@ demo: $(STAMP) $(ENCODER_WEIGHTS)
 	  --epochs $(DEMO_EPOCHS) --batch-size $(DEMO_BATCH) $(DEMO_ENCODER) --min-mean-iou 0.5
 
 test: $(STAMP) mariadb
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=40 tests
 
 # The MySQL metadata tests start a private MariaDB server (tests/mysql_server.py):
 # they need its programs, not a running service. These two packages (Debian 12,
