@@ -17,6 +17,7 @@ run_summary.json is written for failed and interrupted runs too.
 import contextlib
 import datetime
 import os
+import random
 import signal
 import sys
 import traceback
@@ -31,6 +32,7 @@ from pipeline import settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_BLESSED, EXIT_BUSY = 0, 1, 2, 3, 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # exit 128 + signal number
+REDELIVER_SECONDS = 1.0
 
 
 class Interrupted(BaseException):
@@ -44,13 +46,46 @@ class Interrupted(BaseException):
 
 @contextlib.contextmanager
 def signals_interrupt():
-  """SIGINT and SIGTERM raise `Interrupted` in the main thread while inside."""
+  """SIGINT and SIGTERM raise `Interrupted` in the main thread while inside.
+
+  Python drops an exception raised while it runs a weakref callback or a
+  `__del__` ("Exception ignored in ..."): a signal arriving just then would be
+  lost and the run would go on (seen: SIGINT during the Trainer, exit 0) after
+  a traceback on stderr. So such a dropped `Interrupted` is not printed
+  (`sys.unraisablehook`), and after the first signal SIGALRM raises it again
+  about every second until the run has stopped, except while it is handled.
+  """
+  received = []
+
+  def rearm():
+    # Jittered, so that no periodic work can keep catching every delivery.
+    signal.setitimer(signal.ITIMER_REAL,
+                     REDELIVER_SECONDS * random.uniform(0.5, 1.5))
+
   def handler(signum, frame):  # pylint: disable=unused-argument
-    raise Interrupted(signum)
+    if not received:
+      received.append(signum)
+      rearm()
+    raise Interrupted(received[0])
+
+  def redeliver(signum, frame):  # pylint: disable=unused-argument
+    if not isinstance(sys.exc_info()[1], Interrupted):
+      rearm()
+      raise Interrupted(received[0])
+
+  def unraisable(info):
+    if not isinstance(info.exc_value, Interrupted):
+      default_unraisable(info)
+
+  default_unraisable = sys.unraisablehook
+  sys.unraisablehook = unraisable
   previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+  previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, redeliver)
   try:
     yield
   finally:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.unraisablehook = default_unraisable
     for signum, old in previous.items():
       signal.signal(signum, old)
 DESCRIPTION = __doc__.split('\n', maxsplit=1)[0]

@@ -229,7 +229,7 @@ def read_arrays(fn_args: fn_args_utils.FnArgs,
   """The transformed train split as numpy arrays, through the Trainer's reader.
 
   Returns:
-    (images float32 [N, 128, 128, 3], masks int64 [N, 128, 128, 1]), file order.
+    (images uint8 [N, 128, 128, 3], masks uint8 [N, 128, 128, 1]), file order.
   """
   dataset = trainer_dataset(fn_args, tf_transform_output, fn_args.train_files,
                             batch_size, training=False, seed=0, augment=False,

@@ -18,7 +18,7 @@ BYTES_FEATURES = (IMAGE_KEY, MASK_KEY, FILE_NAME_KEY)
 INT_FEATURES = (CLASS_ID_KEY, SPECIES_KEY, BREED_ID_KEY, HEIGHT_KEY, WIDTH_KEY)
 
 # --- Transformed features (written by Transform) ------------------------------
-IMAGE_XF_KEY = 'image_xf'    # float32 [H, W, 3], scaled to [-1, 1] as MobileNetV2 expects
+IMAGE_XF_KEY = 'image_xf'    # int64 [H, W, 3], pixel values 0..255 (the model scales them)
 MASK_XF_KEY = 'mask_xf'      # int64 [H, W, 1], class ids 0/1/2
 LABEL_KEY = MASK_XF_KEY
 

@@ -1,6 +1,6 @@
 """create_pipeline: the TFX pipeline's wiring, and nothing else."""
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -90,11 +90,35 @@ def training_examples(config: settings.PipelineConfig, example_gen):
   return [resolver], resolver.outputs['examples']
 
 
+def vertex_training_config(project: str, region: str, image: str, workers: int,
+                           machine_type: str, accelerator_type: str = '',
+                           accelerator_count: int = 1) -> Dict[str, Any]:
+  """custom_config of TFX's Vertex AI Trainer: a CustomJob of `workers` machines.
+
+  Pool 0 is the chief (Vertex names it so in TF_CONFIG; only it writes the
+  model, see components/trainer/module.py), pool 1 the other workers; every
+  machine runs the same image, whose TFX entry point calls our run_fn.
+  """
+  machine = {'machine_type': machine_type}
+  if accelerator_type:
+    machine.update(accelerator_type=accelerator_type,
+                   accelerator_count=accelerator_count)
+  pool = lambda count: {'machine_spec': dict(machine), 'replica_count': count,
+                        'container_spec': {'image_uri': image}}
+  pools = [pool(1)] + ([pool(workers - 1)] if workers > 1 else [])
+  extension = tfx.extensions.google_cloud_ai_platform
+  return {extension.ENABLE_VERTEX_KEY: True,
+          extension.VERTEX_REGION_KEY: region,
+          extension.TRAINING_ARGS_KEY: {'project': project,
+                                        'worker_pool_specs': pools}}
+
+
 def create_pipeline(
     config: settings.PipelineConfig,
     metadata_connection_config: Optional[
         metadata_store_pb2.ConnectionConfig] = None,
     schema_file: str = SCHEMA_PATH,
+    vertex_training: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
   """Builds the pet-segmentation pipeline from one config.
 
@@ -106,6 +130,9 @@ def create_pipeline(
       or a MySQL server).
     schema_file: the curated schema as the components see it (this
       checkout's schemas/schema.pbtxt; inside a container image, its copy).
+    vertex_training: the Vertex AI Training extension's custom_config entries
+      (`vertex_training_config`); given, the Trainer's run_fn runs as a
+      Vertex CustomJob on those machines instead of in its own process.
 
   Returns:
     The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
@@ -125,7 +152,11 @@ def create_pipeline(
       anomalies=example_validator.outputs['anomalies']).with_id(DATA_GATE)
   transform = tfx.components.Transform(
       examples=train_examples, schema=schema_gen.outputs['schema'],
-      preprocessing_fn=transform_room.PREPROCESSING_FN)
+      preprocessing_fn=transform_room.PREPROCESSING_FN,
+      # StatisticsGen already describes the raw data; TFDV statistics of 65,536
+      # pixel values an example (pre- and post-transform) cost more than the
+      # transform itself and held memory that grew with the data.
+      disable_statistics=True)
   # Nothing trains on data that breaks the schema.
   transform.add_upstream_node(gate)
   encoder_import = encoder_importer(config.training.encoder_weights)
@@ -142,7 +173,11 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
         custom_config=dict(training_config, **{
             trainer_room.TUNER_TRIALS_KEY: config.training.tune_trials}))
-  trainer = tfx.components.Trainer(
+  trainer_class = tfx.components.Trainer
+  if vertex_training:
+    trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+    training_config = dict(training_config, **vertex_training)
+  trainer = trainer_class(
       run_fn=trainer_room.RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],

@@ -158,6 +158,32 @@ class KubeflowOptions:
   schema_file: str = setting('/pipeline/schemas/schema.pbtxt', 'the curated '
                              'schema as the containers see it', KUBEFLOW,
                              metavar='PATH')
+  vertex_training_workers: int = setting(
+      0, 'train on Vertex AI Training with this many machines (1 chief + N-1 '
+      'workers, MultiWorkerMirroredStrategy); 0 trains inside the pipeline '
+      "step's container", KUBEFLOW, metavar='N', check=at_least(0))
+  vertex_project: str = setting('', 'GCP project of the Vertex training job '
+                                '(needed with --vertex-training-workers)',
+                                KUBEFLOW, metavar='PROJECT')
+  vertex_region: str = setting('us-central1', 'Vertex AI region of the '
+                               'training job', KUBEFLOW, metavar='REGION')
+  vertex_machine_type: str = setting('n1-standard-8', 'machine type of every '
+                                     'training machine', KUBEFLOW,
+                                     metavar='TYPE')
+  vertex_accelerator_type: str = setting('', 'accelerator of every training '
+                                         'machine, e.g. NVIDIA_TESLA_T4 '
+                                         '(none by default)', KUBEFLOW,
+                                         metavar='TYPE')
+  vertex_accelerator_count: int = setting(1, 'accelerators per training '
+                                          'machine, with '
+                                          '--vertex-accelerator-type',
+                                          KUBEFLOW, metavar='N',
+                                          check=at_least(1))
+
+  def cross_check(self) -> Optional[str]:
+    if self.vertex_training_workers and not self.vertex_project:
+      return '--vertex-training-workers needs --vertex-project'
+    return None
 
 
 def validate(config) -> Optional[str]:

@@ -154,6 +154,8 @@ def test_yaml_output(tmp_path):
     (['--spans', '--train-spans', '2'], 'span-range'),
     (['--pipeline-name', 'Pet_Segmentation'], 'pipeline-name'),
     (['--threshold', 'nonsense=1'], 'unknown metric'),
+    (['--vertex-training-workers', '2'], 'needs --vertex-project'),
+    (['--vertex-training-workers', '-1'], '--vertex-training-workers'),
 ])
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
   import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
@@ -168,3 +170,43 @@ def test_image_is_required(capsys):
   assert kubeflow_v2_runner.main(
       ['--data-root', DATA_ROOT, '--output-dir', OUTPUT_DIR]) == 2
   assert '--image' in capsys.readouterr().err
+
+
+def test_vertex_training_compiles_tfx_vertex_trainer_with_worker_pools(tmp_path):
+  """Issue 13: --vertex-training-workers N runs the Trainer as TFX's Vertex AI
+  Training extension: a CustomJob with a chief pool and a worker pool."""
+  import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'vertex.json'
+  assert kubeflow_v2_runner.main(_argv(
+      out, '--vertex-training-workers', '3', '--vertex-project', 'example-project',
+      '--vertex-region', 'europe-west4', '--vertex-machine-type', 'n1-highmem-8',
+      '--vertex-accelerator-type', 'NVIDIA_TESLA_T4',
+      '--vertex-accelerator-count', '2')) == 0
+  spec = json.loads(out.read_text())['pipelineSpec']
+  executor = _executor(spec, 'Trainer')['container']
+  # The Vertex extension's executor submits the job; the step only waits.
+  assert ('tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor'
+          in ' '.join(executor['args']))
+  config = json.loads(_param(spec, 'Trainer', 'custom_config')['stringValue'])
+  extension = tfx.extensions.google_cloud_ai_platform
+  assert config[extension.ENABLE_VERTEX_KEY] is True
+  assert config[extension.VERTEX_REGION_KEY] == 'europe-west4'
+  job = config[extension.TRAINING_ARGS_KEY]
+  assert job['project'] == 'example-project'
+  machine = {'machine_type': 'n1-highmem-8', 'accelerator_type': 'NVIDIA_TESLA_T4',
+             'accelerator_count': 2}
+  container = {'image_uri': IMAGE}
+  assert job['worker_pool_specs'] == [
+      {'machine_spec': machine, 'replica_count': 1, 'container_spec': container},
+      {'machine_spec': machine, 'replica_count': 2, 'container_spec': container}]
+  assert config['training']['epochs'] == 3  # run_fn's own settings ride along
+  assert _param(spec, 'Trainer', 'run_fn') == {
+      'stringValue': 'components.trainer.module.run_fn'}
+
+
+def test_in_container_trainer_by_default(compiled):
+  executor = _executor(compiled['spec'], 'Trainer')['container']
+  assert 'google_cloud_ai_platform' not in ' '.join(executor['args'])
+  config = json.loads(_param(compiled['spec'], 'Trainer', 'custom_config')['stringValue'])
+  assert set(config) == {'training'}

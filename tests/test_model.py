@@ -47,11 +47,15 @@ def frozen_unet(weights_file):
 
 
 def test_output_shape_is_logits_per_pixel(trainable_unet):
-  batch = np.random.default_rng(0).uniform(-1, 1, (2, 128, 128, 3)).astype('float32')
+  batch = np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3)).astype('uint8')
   out = trainable_unet(batch, training=False)
   assert tuple(out.shape) == (2, 128, 128, 3)
   assert [t.name for t in trainable_unet.inputs] == ['image']
-  assert trainable_unet.inputs[0].dtype == 'float32'
+  # 8-bit pixels in; the first layer scales them as MobileNetV2 expects.
+  assert trainable_unet.inputs[0].dtype == 'uint8'
+  scale = trainable_unet.get_layer('scale_pixels')
+  np.testing.assert_allclose(scale(np.array([0, 51, 255], np.uint8)),
+                             [-1.0, 51 / 127.5 - 1.0, 1.0], atol=1e-6)
   # Logits, not probabilities: softmax would make each pixel sum to 1.
   assert not np.allclose(np.sum(np.asarray(out), axis=-1), 1.0)
 
@@ -60,7 +64,7 @@ def test_skips_are_encoder_outputs_wired_to_concats(trainable_unet):
   encoder = trainable_unet.get_layer('encoder')
   assert [_history(t)[0] for t in encoder.outputs] == list(unet_lib.SKIP_LAYER_NAMES)
   assert [b['name'] for b in unet_lib.parameter_report(trainable_unet)['blocks']] == [
-    'encoder', 'upsample_1', 'concat_1', 'upsample_2', 'concat_2', 'upsample_3',
+    'scale_pixels', 'encoder', 'upsample_1', 'concat_1', 'upsample_2', 'concat_2', 'upsample_3',
     'concat_3', 'upsample_4', 'concat_4', 'final']
   # block_16_project (encoder output 4) feeds the decoder.
   up1_in = trainable_unet.get_layer('upsample_1')._inbound_nodes[0].input_tensors

@@ -196,7 +196,8 @@ def test_defaults_and_counts_are_honoured(tmp_path):
 
 @pytest.mark.parametrize('kwargs', [
     dict(num_trainval=-1), dict(num_test=-1),
-    dict(min_size=100, max_size=99), dict(min_size=8, max_size=64)])
+    dict(min_size=100, max_size=99), dict(min_size=8, max_size=64),
+    dict(jpeg_quality=0)])
 def test_rejects_bad_arguments(tmp_path, kwargs):
   with pytest.raises(ValueError):
     synthetic_pets.generate(str(tmp_path), **kwargs)
@@ -216,3 +217,36 @@ def test_cli_writes_dataset_and_prints_one_line(tmp_path):
   synthetic_pets.generate(str(tmp_path / 'api'), 2, 1, seed=3, min_size=40,
                           max_size=50)
   assert _hashes(out) == _hashes(str(tmp_path / 'api'))
+
+
+def test_full_size_shape_is_the_official_releases():
+  shape = synthetic_pets.full_size()
+  assert (shape['num_trainval'], shape['num_test']) == (3680, 3669)
+  assert shape['num_trainval'] + shape['num_test'] == 7349
+  assert (shape['min_size'], shape['max_size']) == (300, 500)
+  eighth = synthetic_pets.full_size(1 / 8)
+  assert (eighth['num_trainval'], eighth['num_test']) == (460, 459)
+  with pytest.raises(ValueError):
+    synthetic_pets.full_size(0)
+
+
+def test_full_size_photos_breeds_and_parallel_determinism(tmp_path):
+  """Two pairs per breed at the full-size settings: 37 breeds (12 cats, 25 dogs),
+  photo-sized JPEGs of typical size; two workers write the same bytes as one."""
+  shape = dict(synthetic_pets.full_size(), num_trainval=37, num_test=37)
+  serial = synthetic_pets.generate(str(tmp_path / 'serial'), workers=1, **shape)
+  synthetic_pets.generate(str(tmp_path / 'parallel'), workers=2, **shape)
+  assert _hashes(str(tmp_path / 'serial')) == _hashes(str(tmp_path / 'parallel'))
+  _, rows = _read_list(str(tmp_path / 'serial' / 'annotations' / 'list.txt'))
+  assert len(rows) == 74
+  breeds = {name.rsplit('_', 1)[0]: species for name, _, species, _ in rows}
+  assert len(breeds) == 37
+  assert sorted(breeds.values()).count(1) == 12 and list(breeds.values()).count(2) == 25
+  sizes = []
+  for name in serial['trainval'] + serial['test']:
+    path = tmp_path / 'serial' / 'images' / (name + '.jpg')
+    with Image.open(path) as image:
+      assert image.format == 'JPEG' and all(300 <= s <= 500 for s in image.size)
+    sizes.append(path.stat().st_size)
+  # The real sample's JPEGs average 92 KB.
+  assert 60_000 < np.mean(sizes) < 130_000, np.mean(sizes)

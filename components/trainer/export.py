@@ -33,7 +33,7 @@ IMAGE_BYTES_KEY = 'image_bytes'  # the input name of serving_image_bytes
 # full-size int64 masks are 8x the bytes, and made the signature ~1.5x slower.
 MASK_PADDING = 255
 
-_MODEL_IMAGE = tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE, 3], tf.float32)
+_MODEL_IMAGE = tf.TensorSpec([features.IMAGE_SIZE, features.IMAGE_SIZE, 3], tf.uint8)
 
 
 def image_size(encoded: tf.Tensor) -> tf.Tensor:
@@ -91,8 +91,9 @@ class ServingModule(tf.Module):
                           if k != features.MASK_KEY}
 
   def predict_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Scaled [B,128,128,3] images -> per-pixel probabilities and class ids."""
-    probabilities = tf.nn.softmax(self.model(images, training=False), axis=-1)
+    """[B,128,128,3] pixels 0..255 -> per-pixel probabilities and class ids."""
+    probabilities = tf.nn.softmax(
+        self.model(tf.cast(images, tf.uint8), training=False), axis=-1)
     return {features.PROBABILITIES_KEY: probabilities,
             features.CLASS_MASK_KEY: tf.argmax(probabilities, axis=-1)}
 

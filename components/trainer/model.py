@@ -115,6 +115,13 @@ def _mobilenet_v2(encoder_weights: str, image_size: int) -> keras.Model:
       input_shape=[image_size, image_size, 3], include_top=False, weights=weights)
 
 
+def scale_pixels() -> keras.layers.Layer:
+  """uint8 pixels -> float32 in [-1, 1]: MobileNetV2's x / 127.5 - 1 (what
+  `keras.applications.mobilenet_v2.preprocess_input` computes), inside the
+  model so that Transform, its cache and serving carry 1-byte pixels."""
+  return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name='scale_pixels')
+
+
 def _upsample(filters: int, name: str) -> keras.Sequential:
   """pix2pix upsample block: Conv2DTranspose -> BatchNorm -> ReLU, doubling H and W."""
   return keras.Sequential([
@@ -128,15 +135,19 @@ def _upsample(filters: int, name: str) -> keras.Sequential:
 
 def build_unet(encoder_weights: str = 'none', train_encoder: bool = True,
                image_size: int = features.IMAGE_SIZE,
-               num_classes: int = features.NUM_CLASSES) -> keras.Model:
+               num_classes: int = features.NUM_CLASSES,
+               pixel_dtype: str = 'uint8') -> keras.Model:
   """Builds the MobileNetV2-encoder U-Net.
 
   Args:
     encoder_weights: 'imagenet' (Keras' cache, downloaded into it when missing),
       'none' (random init) or a path to a MobileNetV2 no-top weights file.
     train_encoder: whether the encoder's weights are trained.
-    image_size: input height and width; images are float32 scaled to [-1, 1].
+    image_size: input height and width; images are uint8 pixels (0..255),
+      scaled to MobileNetV2's [-1, 1] by the model's first layer.
     num_classes: number of output logits per pixel.
+    pixel_dtype: the input's dtype; 'float32' takes unrounded pixel values
+      (0..255) with the same weights (tests compare the two).
 
   Returns:
     A keras.Model mapping 'image' [S, S, 3] to logits [S, S, num_classes].
@@ -159,9 +170,9 @@ def build_unet(encoder_weights: str = 'none', train_encoder: bool = True,
   else:
     encoder.trainable = False
 
-  inputs = keras.Input(shape=[image_size, image_size, 3], dtype='float32',
+  inputs = keras.Input(shape=[image_size, image_size, 3], dtype=pixel_dtype,
                        name=features.IMAGE_KEY)
-  skips = encoder(inputs)
+  skips = encoder(scale_pixels()(inputs))
   x = skips[-1]
   for i, (filters, skip) in enumerate(zip(DECODER_FILTERS, reversed(skips[:-1])), start=1):
     x = _upsample(filters, f'upsample_{i}')(x)

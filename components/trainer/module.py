@@ -6,6 +6,8 @@ so serving and evaluation see exactly what training saw.
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -19,6 +21,7 @@ from components import trainer as trainer_room
 from components.trainer import encoder
 from components.trainer import export
 from components.trainer import model as model_lib
+from components.trainer import multi_worker
 from components.trainer import tuning
 from components.trainer.options import TrainerOptions
 
@@ -48,7 +51,10 @@ def make_dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
           batch_size=batch_size, label_key=features.LABEL_KEY, num_epochs=1,
           shuffle=training and not cache, shuffle_seed=seed),
       tf_transform_output.transformed_metadata.schema)
-  dataset = dataset.map(lambda x, y: (x[features.IMAGE_XF_KEY], y))
+  # int64 on disk (tf.Example's only integer type), uint8 in memory: the
+  # cache then holds 64 KB an example instead of 512 KB.
+  dataset = dataset.map(lambda x, y: (tf.cast(x[features.IMAGE_XF_KEY], tf.uint8),
+                                      tf.cast(y, tf.uint8)))
   if cache:
     dataset = dataset.unbatch().cache()
     if training:
@@ -57,7 +63,13 @@ def make_dataset(fn_args: tfx.components.FnArgs, files, tf_transform_output,
     dataset = dataset.batch(batch_size)
   if training if augment is None else augment:
     dataset = dataset.map(random_flip, num_parallel_calls=tf.data.AUTOTUNE)
-  return without_autotune(dataset.prefetch(tf.data.AUTOTUNE))
+  options = tf.data.Options()
+  # Under MultiWorkerMirroredStrategy each worker reads every file and keeps
+  # its share of the examples: sharding by file would need at least as many
+  # files as workers, which a small split (or one TFRecord) does not have.
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return without_autotune(dataset.with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -81,11 +93,16 @@ def random_flip(image: tf.Tensor, mask: tf.Tensor):
 
 
 def write_report(model: keras.Model, model_dir: str, config: TrainerOptions,
-                 encoder_info: Dict[str, Any]) -> Dict[str, Any]:
-  """model_report.json/.txt: parameters per block, where the encoder came from
-  and the effective training settings (the Tuner's choices included)."""
+                 encoder_info: Dict[str, Any],
+                 strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
+  """model_report.json/.txt: parameters per block, where the encoder came from,
+  the effective training settings (the Tuner's choices included) and the
+  tf.distribute strategy with its number of replicas."""
+  strategy = strategy or tf.distribute.get_strategy()
   report = dict(model_lib.parameter_report(model), encoder=encoder_info,
-                training=dataclasses.asdict(config))
+                training=dataclasses.asdict(config),
+                distribution={'strategy': type(strategy).__name__,
+                              'replicas': strategy.num_replicas_in_sync})
   tf.io.gfile.makedirs(model_dir)
   with tf.io.gfile.GFile(os.path.join(model_dir, REPORT_JSON), 'w') as f:
     json.dump(report, f, indent=2)
@@ -110,6 +127,22 @@ def choose_strategy() -> tf.distribute.Strategy:
     if len(devices) > 1:
       return tf.distribute.MirroredStrategy([d.name for d in devices])
   return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+  """Whether this process writes the run's outputs.
+
+  True without a TF_CONFIG cluster; in one, the 'chief' task, or worker 0 when
+  the cluster names no chief (MultiWorkerMirroredStrategy's convention).
+  """
+  tf_config = json.loads(os.environ.get('TF_CONFIG', '{}'))
+  task = tf_config.get('task', {})
+  if not task:
+    return True
+  if task.get('type') == 'chief':
+    return True
+  return (task.get('type') == 'worker' and int(task.get('index', 0)) == 0 and
+          'chief' not in tf_config.get('cluster', {}))
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
@@ -151,20 +184,22 @@ def fit(config: TrainerOptions, model: keras.Model, train_data: tf.data.Dataset,
   `extra_callbacks` run after the Trainer's own (e.g. a benchmark's timer,
   the Tuner's). Returns the eval loss of every epoch.
   """
-  history = model.fit(train_data, validation_data=eval_data,
-                      epochs=config.epochs,
-                      callbacks=callbacks(config, run_dir) + list(extra_callbacks),
-                      verbose=2)
+  with multi_worker.fitting(model, strategy):
+    history = model.fit(train_data, validation_data=eval_data,
+                        epochs=config.epochs,
+                        callbacks=callbacks(config, run_dir) + list(extra_callbacks),
+                        verbose=2)
   losses = list(history.history.get('val_loss', []))
   if config.fine_tune_blocks > 0 and config.fine_tune_epochs > 0:
     with strategy.scope():
       model_lib.unfreeze_top_blocks(model, config.fine_tune_blocks)
       compile_model(model, config.fine_tune_learning_rate)
-    history = model.fit(
-        train_data, validation_data=eval_data,
-        epochs=config.epochs + config.fine_tune_epochs,
-        initial_epoch=config.epochs,
-        callbacks=callbacks(config, run_dir) + list(extra_callbacks), verbose=2)
+    with multi_worker.fitting(model, strategy):
+      history = model.fit(
+          train_data, validation_data=eval_data,
+          epochs=config.epochs + config.fine_tune_epochs,
+          initial_epoch=config.epochs,
+          callbacks=callbacks(config, run_dir) + list(extra_callbacks), verbose=2)
     losses += list(history.history.get('val_loss', []))
   return losses
 
@@ -203,26 +238,45 @@ def training_data(fn_args: tfx.components.FnArgs, tf_transform_output,
                                   (fn_args.eval_files, False))]
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: tfx.components.FnArgs) -> keras.Model:
   """TFX Trainer entry point (`components.trainer.RUN_FN`).
 
   A weights file for the encoder arrives as the `base_model` input (imported
   by the pipeline, see components/trainer/encoder.py); 'imagenet' and 'none'
   come from the settings alone. With a Tuner upstream, its best
   hyperparameters replace the configured ones.
+
+  In a multi-worker cluster (TF_CONFIG) every worker runs this: they train in
+  lockstep, and all of them save (saving may read variables through
+  collective ops), but only the chief into the model artifact; the others
+  write into a temporary directory that is then removed.
+
+  Returns:
+    The trained Keras model (TFX ignores it; tests compare workers' weights).
   """
   config = options_for(fn_args)
   keras.utils.set_random_seed(config.seed)
   strategy = choose_strategy()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train_data, eval_data = training_data(fn_args, tf_transform_output, config)
-  model = train(config, train_data, eval_data, fn_args.model_run_dir, strategy)
-
-  # The report sits in the model artifact, beside (not inside) Format-Serving.
-  write_report(model, os.path.dirname(fn_args.serving_model_dir), config,
-               encoder.describe(
-                   config.encoder_weights, config.train_encoder,
-                   encoder.keras_imagenet_file(),
-                   config.fine_tune_blocks if config.fine_tune_epochs else 0))
-  export.export_serving_model(model, tf_transform_output,
-                              fn_args.serving_model_dir)
+  chief = is_chief()
+  scratch = None if chief else tempfile.mkdtemp(prefix='worker_')
+  try:
+    model = train(config, train_data, eval_data,
+                  fn_args.model_run_dir if chief else os.path.join(scratch, 'logs'),
+                  strategy)
+    serving_model_dir = (fn_args.serving_model_dir if chief else
+                         os.path.join(scratch, 'serving'))
+    if chief:
+      # The report sits in the model artifact, beside (not inside) Format-Serving.
+      write_report(model, os.path.dirname(fn_args.serving_model_dir), config,
+                   encoder.describe(
+                       config.encoder_weights, config.train_encoder,
+                       encoder.keras_imagenet_file(),
+                       config.fine_tune_blocks if config.fine_tune_epochs else 0),
+                   strategy)
+    export.export_serving_model(model, tf_transform_output, serving_model_dir)
+  finally:
+    if scratch:
+      shutil.rmtree(scratch, ignore_errors=True)
+  return model

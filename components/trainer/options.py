@@ -60,7 +60,8 @@ class TrainerOptions:
       'weights; 0 = off', TRAINING, metavar='N', check=at_least(0))
   cache_examples: bool = setting(
       True, 'keep the transformed examples in memory after the first epoch '
-      '(~0.2 MB an image) instead of re-reading them every epoch', TRAINING)
+      '(64 KB an image: 8-bit pixels) instead of re-reading them every epoch',
+      TRAINING)
   seed: int = setting(0, 'seed for shuffling and initialisation', TRAINING)
   tune_trials: int = setting(
       0, 'search the learning rate (and, with --fine-tune-epochs, the '

@@ -33,8 +33,7 @@ def _eval_examples(examples_uri: str, count: int) -> List[bytes]:
 
 def _panel(image_bytes: bytes, mask_bytes: bytes, predicted: np.ndarray) -> Image.Image:
   """image | true mask | predicted mask | overlay, side by side."""
-  image = np.round((transform.decode_image(image_bytes).numpy() + 1.0) * 127.5)
-  image = np.clip(image, 0, 255).astype(np.uint8)
+  image = transform.decode_image(image_bytes).numpy()
   truth = transform.decode_mask(mask_bytes).numpy()[..., 0]
   tiles = [image, _PALETTE[truth], _PALETTE[predicted],
            predict.overlay(image, predicted)]
