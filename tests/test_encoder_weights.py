@@ -23,11 +23,12 @@ from keras.src.utils import file_utils
 
 from components.trainer import model as unet_lib
 from pipeline.tools import extract_encoder
+from tests import kit
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MOBILENET_V2_WEIGHTED_LAYERS = 104  # no top, alpha 1.0
 IMAGENET_128_FILE = 'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5'
-STANFORD_DOGS = REPO / '.cache' / 'encoders' / 'mobilenet_v2_stanford_dogs_128_no_top.weights.h5'
+STANFORD_DOGS = kit.PRETRAINED_ENCODER
 
 
 def _randomise(model: keras.Model, seed: int) -> keras.Model:
@@ -185,9 +186,8 @@ def test_cli_bad_usage_exits_2(args, message, tmp_path):
   assert message in result.stderr and 'Traceback' not in result.stderr
 
 
-@pytest.mark.skipif(not STANFORD_DOGS.is_file(),
-                    reason='run `make encoder-weights` to create it')
 def test_stanford_dogs_weights_are_pretrained():
+  assert STANFORD_DOGS.is_file(), 'run `make encoder-weights` (`make test` does)'
   keras.backend.clear_session()
   pretrained = unet_lib.build_unet(encoder_weights=str(STANFORD_DOGS), train_encoder=False)
   bn = pretrained.get_layer('encoder').get_layer('bn_Conv1')

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -163,23 +164,49 @@ def test_image_bytes_masks_have_each_images_own_size(pushed, keras_model,
   np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
-def test_uint8_pixels_predict_the_float_pipelines_masks(keras_model, real_sample):
-  """Rounding pixels to uint8 in Transform (issue 13) barely changes predictions:
-  the trained weights on the old float pixels and on the new uint8 ones."""
+@pytest.fixture(scope='module')
+def seed_model(uris):
+  """The seed's kind of model: the pretrained encoder (`make encoder-weights`,
+  which `make test` runs), frozen, with a decoder fitted on the e2e run's
+  transformed train split (4 epochs). The e2e model itself, from a random
+  encoder on 48 images, is too unsure for this comparison to mean much (its
+  masks flip at 0.5 % of pixels under any tiny input change)."""
+  from components.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from components.trainer import module as trainer  # pylint: disable=g-import-not-at-top
+  assert kit.PRETRAINED_ENCODER.is_file(), 'run `make encoder-weights`'
+  spec = tft.TFTransformOutput(uris['transform_graph']).transformed_feature_spec()
+  train = tf.io.parse_example(
+      _records(os.path.join(uris['transformed'], 'Split-train')), spec)
+  keras.utils.set_random_seed(0)
+  model = model_lib.build_unet(str(kit.PRETRAINED_ENCODER), train_encoder=False)
+  trainer.compile_model(model, 1e-3)
+  model.fit(train[features.IMAGE_XF_KEY].numpy().astype(np.uint8),
+            train[features.MASK_XF_KEY].numpy().astype(np.uint8),
+            batch_size=8, epochs=4, verbose=0)
+  return model
+
+
+@pytest.mark.parametrize('photos', ['synthetic_eval', 'real_sample'])
+def test_uint8_pixels_predict_the_float_pipelines_masks(seed_model, eval_data,
+                                                        real_sample, photos):
+  """Issue 13: with fixed weights, 8-bit pixels (rounded in Transform) and the
+  old float pixels give the same class on >= 99.5 % of pixels."""
   from components.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   float_model = model_lib.build_unet(pixel_dtype='float32')
-  float_model.set_weights(keras_model.get_weights())
-  photos = [p.read_bytes() for p in sorted((real_sample / 'images').glob('*.jpg'))]
+  float_model.set_weights(seed_model.get_weights())
+  encoded = (list(eval_data['parsed'][features.IMAGE_KEY].numpy()[:, 0])
+             if photos == 'synthetic_eval' else
+             [p.read_bytes() for p in sorted((real_sample / 'images').glob('*.jpg'))])
   old = np.stack([tf.image.resize(tf.io.decode_image(b, channels=3,
                                                      expand_animations=False),
-                                  [features.IMAGE_SIZE] * 2).numpy() for b in photos])
-  new = np.stack([transform.decode_image(tf.constant(b)).numpy() for b in photos])
+                                  [features.IMAGE_SIZE] * 2).numpy() for b in encoded])
+  new = np.stack([transform.decode_image(tf.constant(b)).numpy() for b in encoded])
   assert np.abs(new - old).max() <= 0.5 + 1e-3 and not np.array_equal(new, old)
   old_masks = float_model(old, training=False).numpy().argmax(-1)
-  new_masks = keras_model(new, training=False).numpy().argmax(-1)
-  assert len(np.unique(old_masks)) > 1
+  new_masks = seed_model(new, training=False).numpy().argmax(-1)
+  assert len(np.unique(old_masks)) == 3  # pet, background and border predicted
   agreement = np.mean(old_masks == new_masks)
-  print(f'uint8 vs float pixels: masks agree on {agreement:.4%} of pixels')
+  print(f'{photos}: uint8 vs float pixels, masks agree on {agreement:.4%} of pixels')
   assert agreement >= 0.995
 
 

@@ -182,6 +182,26 @@ def build_unet(encoder_weights: str = 'none', train_encoder: bool = True,
   return keras.Model(inputs=inputs, outputs=logits, name='unet')
 
 
+def synchronize_batch_norm(model: keras.Model) -> int:
+  """Makes every BatchNormalization layer use the global batch's statistics.
+
+  Under a multi-replica strategy each replica would otherwise normalise with,
+  and update its moving mean/variance from, its own slice of the batch: the
+  replicas' moving statistics then drift apart (seen with two workers: equal
+  trained weights, different BatchNorm statistics). Keras' `synchronized`
+  all-reduces the batch moments instead. Returns the number of layers changed.
+  """
+  count = 0
+  pending = list(model.layers)
+  while pending:
+    layer = pending.pop()
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.synchronized = True  # read at call time
+      count += 1
+    pending.extend(getattr(layer, 'layers', []))
+  return count
+
+
 def _block_number(layer_name: str) -> int:
   """MobileNetV2 block of a layer: 'block_13_expand' -> 13; stem layers -> 0."""
   parts = layer_name.split('_')

@@ -211,6 +211,8 @@ def train(config: TrainerOptions, train_data: tf.data.Dataset,
   """Builds the U-Net in `strategy`'s scope and `fit`s it; returns the model."""
   with strategy.scope():
     model = new_model(config)
+  if strategy.num_replicas_in_sync > 1:
+    model_lib.synchronize_batch_norm(model)
   fit(config, model, train_data, eval_data, run_dir, strategy, extra_callbacks)
   return model
 
