@@ -101,7 +101,7 @@ def write_report(model: keras.Model, model_dir: str, config: TrainerOptions,
   strategy = strategy or tf.distribute.get_strategy()
   report = dict(model_lib.parameter_report(model), encoder=encoder_info,
                 training=dataclasses.asdict(config),
-                distribution={'strategy': type(strategy).__name__,
+                distribution={'strategy': strategy_name(strategy),
                               'replicas': strategy.num_replicas_in_sync})
   tf.io.gfile.makedirs(model_dir)
   with tf.io.gfile.GFile(os.path.join(model_dir, REPORT_JSON), 'w') as f:
@@ -110,6 +110,17 @@ def write_report(model: keras.Model, model_dir: str, config: TrainerOptions,
     f.write(model_lib.format_report(report) + '\n' + '\n'.join(
         f'encoder {key}: {value}' for key, value in encoder_info.items()) + '\n')
   return report
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+  """The public tf.distribute name ('MultiWorkerMirroredStrategy' is, inside,
+  a CollectiveAllReduceStrategy); 'default' for no distribution."""
+  for name in ('MultiWorkerMirroredStrategy', 'MirroredStrategy',
+               'OneDeviceStrategy', 'TPUStrategy'):
+    if isinstance(strategy, getattr(tf.distribute, name)):
+      return name
+  return 'default' if strategy is tf.distribute.get_strategy() else type(
+      strategy).__name__
 
 
 def choose_strategy() -> tf.distribute.Strategy:
