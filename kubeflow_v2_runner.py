@@ -87,33 +87,27 @@ def check(kfp: settings.KubeflowOptions,
 
 
 def create_kfp_pipeline(config: settings.PipelineConfig,
-                        schema_file: str,
-                        pipeline_root: Optional[str] = None,
-                        kfp: Optional[settings.KubeflowOptions] = None):
+                        kfp: settings.KubeflowOptions):
   """`create_pipeline(config)`, adjusted for Kubeflow Pipelines v2.
 
   Args:
     config: the run's config (remote paths).
-    schema_file: ImportSchemaGen's schema path as the containers see it.
-    pipeline_root: artifacts root; default `config.pipeline_root`.
-    kfp: this runner's options; with --vertex-training-workers the Trainer
-      runs as a Vertex AI Training job (TFX's extension).
+    kfp: this runner's options: the schema path as the containers see it, the
+      artifacts root (default `config.pipeline_root`), and with
+      --vertex-training-workers the Trainer as a Vertex AI Training job (TFX's
+      extension).
 
   Returns:
     The tfx.dsl.Pipeline to compile: no metadata connection (KFP/Vertex
-    provide ML Metadata), the schema read from `schema_file`.
+    provide ML Metadata), the schema read from `kfp.schema_file`.
   """
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
-  vertex = None
-  if kfp and kfp.vertex_training_workers:
-    vertex = pipeline_lib.vertex_training_config(
-        kfp.vertex_project, kfp.vertex_region, kfp.image,
-        kfp.vertex_training_workers, kfp.vertex_machine_type,
-        kfp.vertex_accelerator_type, kfp.vertex_accelerator_count)
-  pipeline = pipeline_lib.create_pipeline(config, schema_file=schema_file,
+  vertex = (pipeline_lib.vertex_training_config(kfp)
+            if kfp.vertex_training_workers else None)
+  pipeline = pipeline_lib.create_pipeline(config, schema_file=kfp.schema_file,
                                           vertex_training=vertex)
-  if pipeline_root:
-    pipeline.pipeline_info.pipeline_root = pipeline_root
+  if kfp.pipeline_root:
+    pipeline.pipeline_info.pipeline_root = kfp.pipeline_root
   return pipeline
 
 
@@ -154,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     console.quiet_environment()
   undo = console.configure_logging(config.verbose, [])
   try:
-    pipeline = create_kfp_pipeline(config, kfp.schema_file, kfp.pipeline_root, kfp)
+    pipeline = create_kfp_pipeline(config, kfp)
     compile_pipeline(pipeline, kfp.image, kfp.output_file)
   except Exception as e:  # pylint: disable=broad-except
     if config.verbose:

@@ -17,6 +17,7 @@ smallest to the largest size; a full-size run peaks at <= 4 GiB RSS, at most
 1 GiB more than the 1/8 run.
 """
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -64,10 +65,9 @@ class RssSampler(threading.Thread):
         runner = self._root.memory_info().rss
         workers = 0
         for child in self._root.children(recursive=True):
-          try:
+          # A worker may exit between being listed and being read.
+          with contextlib.suppress(psutil.Error):
             workers += child.memory_info().rss
-          except psutil.Error:
-            pass
         self.samples.append((time.time(), runner, workers))
       except psutil.Error:
         break

@@ -90,26 +90,26 @@ def training_examples(config: settings.PipelineConfig, example_gen):
   return [resolver], resolver.outputs['examples']
 
 
-def vertex_training_config(project: str, region: str, image: str, workers: int,
-                           machine_type: str, accelerator_type: str = '',
-                           accelerator_count: int = 1) -> Dict[str, Any]:
-  """custom_config of TFX's Vertex AI Trainer: a CustomJob of `workers` machines.
+def vertex_training_config(kfp: settings.KubeflowOptions) -> Dict[str, Any]:
+  """custom_config of TFX's Vertex AI Trainer: a CustomJob of
+  `kfp.vertex_training_workers` machines of `kfp.image`.
 
   Pool 0 is the chief (Vertex names it so in TF_CONFIG; only it writes the
   model, see components/trainer/module.py), pool 1 the other workers; every
   machine runs the same image, whose TFX entry point calls our run_fn.
   """
-  machine = {'machine_type': machine_type}
-  if accelerator_type:
-    machine.update(accelerator_type=accelerator_type,
-                   accelerator_count=accelerator_count)
+  machine = {'machine_type': kfp.vertex_machine_type}
+  if kfp.vertex_accelerator_type:
+    machine.update(accelerator_type=kfp.vertex_accelerator_type,
+                   accelerator_count=kfp.vertex_accelerator_count)
   pool = lambda count: {'machine_spec': dict(machine), 'replica_count': count,
-                        'container_spec': {'image_uri': image}}
+                        'container_spec': {'image_uri': kfp.image}}
+  workers = kfp.vertex_training_workers
   pools = [pool(1)] + ([pool(workers - 1)] if workers > 1 else [])
   extension = tfx.extensions.google_cloud_ai_platform
   return {extension.ENABLE_VERTEX_KEY: True,
-          extension.VERTEX_REGION_KEY: region,
-          extension.TRAINING_ARGS_KEY: {'project': project,
+          extension.VERTEX_REGION_KEY: kfp.vertex_region,
+          extension.TRAINING_ARGS_KEY: {'project': kfp.vertex_project,
                                         'worker_pool_specs': pools}}
 
 

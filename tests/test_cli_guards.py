@@ -90,7 +90,7 @@ def test_a_signal_swallowed_by_a_weakref_callback_is_raised_again(capfd):
   import local_runner  # pylint: disable=g-import-not-at-top
 
   class Thing:
-    pass
+    """Any object a weakref can point to (a plain object() cannot)."""
 
   landed = []
 

@@ -35,7 +35,7 @@ def compiled(tmp_path_factory):
   assert kubeflow_v2_runner.main(argv) == 0
   # The same pipeline object the CLI compiled, to read its node ids from.
   kfp, config, _ = kubeflow_v2_runner.parse_config(argv)
-  pipeline = kubeflow_v2_runner.create_kfp_pipeline(config, kfp.schema_file)
+  pipeline = kubeflow_v2_runner.create_kfp_pipeline(config, kfp)
   job = json.loads(out.read_text())
   return {'job': job, 'spec': job['pipelineSpec'], 'text': out.read_text(),
           'pipeline': pipeline, 'config': config}

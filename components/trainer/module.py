@@ -3,10 +3,10 @@
 The export (signatures, see `components.export`) applies the Transform graph,
 so serving and evaluation see exactly what training saw.
 """
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -130,8 +130,8 @@ def choose_strategy() -> tf.distribute.Strategy:
   workers; MirroredStrategy over several local GPUs, or over several logical
   CPUs (how tests exercise it); else the default (single-device) strategy.
   """
-  cluster = json.loads(os.environ.get('TF_CONFIG', '{}')).get('cluster', {})
-  if sum(len(v) for k, v in cluster.items() if k in ('chief', 'worker')) > 1:
+  jobs = _tf_config().cluster_spec().as_dict()
+  if sum(len(jobs.get(job, ())) for job in ('chief', 'worker')) > 1:
     return tf.distribute.MultiWorkerMirroredStrategy()
   for kind in ('GPU', 'CPU'):
     devices = tf.config.list_logical_devices(kind)
@@ -140,20 +140,22 @@ def choose_strategy() -> tf.distribute.Strategy:
   return tf.distribute.get_strategy()
 
 
+def _tf_config() -> tf.distribute.cluster_resolver.TFConfigClusterResolver:
+  """TF_CONFIG as TensorFlow reads it (an empty cluster without one)."""
+  return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
 def is_chief() -> bool:
   """Whether this process writes the run's outputs.
 
   True without a TF_CONFIG cluster; in one, the 'chief' task, or worker 0 when
   the cluster names no chief (MultiWorkerMirroredStrategy's convention).
   """
-  tf_config = json.loads(os.environ.get('TF_CONFIG', '{}'))
-  task = tf_config.get('task', {})
-  if not task:
-    return True
-  if task.get('type') == 'chief':
-    return True
-  return (task.get('type') == 'worker' and int(task.get('index', 0)) == 0 and
-          'chief' not in tf_config.get('cluster', {}))
+  tf_config = _tf_config()
+  jobs = tf_config.cluster_spec().as_dict()
+  return (not jobs or tf_config.task_type == 'chief' or
+          (tf_config.task_type == 'worker' and tf_config.task_id == 0 and
+           'chief' not in jobs))
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
@@ -260,9 +262,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> keras.Model:
   hyperparameters replace the configured ones.
 
   In a multi-worker cluster (TF_CONFIG) every worker runs this: they train in
-  lockstep, and all of them save (saving may read variables through
-  collective ops), but only the chief into the model artifact; the others
-  write into a temporary directory that is then removed.
+  lockstep; only the chief writes the model artifact.
 
   Returns:
     The trained Keras model (TFX ignores it; tests compare workers' weights).
@@ -273,23 +273,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> keras.Model:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   train_data, eval_data = training_data(fn_args, tf_transform_output, config)
   chief = is_chief()
-  scratch = None if chief else tempfile.mkdtemp(prefix='worker_')
-  try:
-    model = train(config, train_data, eval_data,
-                  fn_args.model_run_dir if chief else os.path.join(scratch, 'logs'),
-                  strategy)
-    serving_model_dir = (fn_args.serving_model_dir if chief else
-                         os.path.join(scratch, 'serving'))
+  # Every worker saves (saving may read variables through collective ops);
+  # all but the chief into a scratch directory that is then removed.
+  with (contextlib.nullcontext() if chief else
+        tempfile.TemporaryDirectory(prefix='worker_')) as scratch:
+    run_dir, serving_model_dir = (
+        (fn_args.model_run_dir, fn_args.serving_model_dir) if chief else
+        (os.path.join(scratch, 'logs'), os.path.join(scratch, 'serving')))
+    model = train(config, train_data, eval_data, run_dir, strategy)
     if chief:
       # The report sits in the model artifact, beside (not inside) Format-Serving.
-      write_report(model, os.path.dirname(fn_args.serving_model_dir), config,
+      write_report(model, os.path.dirname(serving_model_dir), config,
                    encoder.describe(
                        config.encoder_weights, config.train_encoder,
                        encoder.keras_imagenet_file(),
                        config.fine_tune_blocks if config.fine_tune_epochs else 0),
                    strategy)
     export.export_serving_model(model, tf_transform_output, serving_model_dir)
-  finally:
-    if scratch:
-      shutil.rmtree(scratch, ignore_errors=True)
   return model

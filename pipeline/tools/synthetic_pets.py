@@ -258,8 +258,8 @@ def generate(root: str, num_trainval: int = 24, num_test: int = 8, seed: int = 0
     workers = (os.cpu_count() or 1) if len(jobs) >= 200 else 1
   if workers > 1:
     with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-      for _ in pool.map(_write_pair, *zip(*jobs), chunksize=16):
-        pass
+      # Consumed so that a worker's error is raised here.
+      list(pool.map(_write_pair, *zip(*jobs), chunksize=16))
   else:
     for job in jobs:
       _write_pair(*job)
