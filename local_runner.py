@@ -8,9 +8,10 @@ shows the effective settings. ML Metadata is SQLite in --output-dir unless a
 MySQL/MariaDB server is named (--metadata-mysql-host or MLMD_MYSQL_HOST).
 
 Exit status: 0 when the run completed (blessed or not); 3 with
---require-blessing when the model was not blessed; 2 for bad arguments, data
-root or output dir; 4 when another run holds --output-dir; 1 when a component
-failed or the metadata server cannot be used; 130 / 143 when interrupted by
+--require-blessing when the model was not blessed by the Evaluator or failed
+infra validation; 2 for bad arguments, data root or output dir; 4 when another
+run holds --output-dir; 1 when a component failed (a drifted span or data that
+breaks the schema included) or the metadata server cannot be used; 130 / 143 when interrupted by
 Ctrl-C (SIGINT) / SIGTERM. The reason is printed on one line, and
 run_summary.json is written for failed and interrupted runs too.
 """
@@ -149,15 +150,23 @@ def run(config: settings.PipelineConfig, run_id: Optional[str] = None) -> dict:
     raise
   finally:
     undo()
-  summary = summary_lib.build_summary(config, runs.open_store(connection), run_id)
+  store = runs.open_store(connection)
+  summary = summary_lib.build_summary(config, store, run_id)
+  # The model may be pushed already: a problem with the report or the model
+  # card is a warning in the summary, never a failed run.
   if config.report_images > 0 and summary['model'] and summary['metrics']:
     from pipeline.tools import report  # pylint: disable=g-import-not-at-top
     try:
       summary['report'] = report.write_report(summary, config.output_dir,
-                                              config.report_images)
+                                              config.report_images, store=store)
     except Exception as e:  # pylint: disable=broad-except
-      # The model may be pushed already: a report problem must not fail the run.
       summary['warnings'].append(f'report not written: {cli.one_line(e)}')
+  if summary['pushed_model']:
+    from pipeline.tools import model_card  # pylint: disable=g-import-not-at-top
+    try:
+      summary['model_card'] = model_card.write_model_card(summary, store)[0]
+    except Exception as e:  # pylint: disable=broad-except
+      summary['warnings'].append(f'model card not written: {cli.one_line(e)}')
   summary_lib.save_summary(config, summary)
   return summary
 
@@ -186,6 +195,12 @@ def _finished(config: settings.PipelineConfig) -> str:
     return 'nothing had finished'
   done = [n for n, c in components.items() if c['state'] in ('COMPLETE', 'CACHED')]
   return f'finished: {", ".join(done)}' if done else 'nothing had finished'
+
+
+def servable(summary: dict) -> bool:
+  """Blessed by the Evaluator and, when it ran, by the infra validator."""
+  infra = summary.get('infra_validation')
+  return summary['blessed'] and (infra is None or infra['blessed'])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -230,7 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   from pipeline.tools import summary as summary_lib  # pylint: disable=g-import-not-at-top
   print(summary_lib.format_summary(summary))
   print(f'Summary: {config.summary_path}')
-  if config.require_blessing and not summary['blessed']:
+  if config.require_blessing and not servable(summary):
     return EXIT_NOT_BLESSED
   return EXIT_OK
 

@@ -62,6 +62,8 @@ def build_random_model(work_dir: str) -> str:
              features.MASK_KEY: [kit.encode(np.ones((64, 64), np.uint8), 'PNG')],
              features.FILE_NAME_KEY: [b'synthetic']}
   example.update({key: [1] for key in features.INT_FEATURES})
+  example.update({key: [0.5] for key in features.FLOAT_FEATURES})
+  example[features.BREED_KEY] = [b'synthetic']
   metadata = dataset_metadata.DatasetMetadata(io_utils.SchemaReader().read(str(SCHEMA)))
   tft_dir = os.path.join(work_dir, 'transform_graph')
   with beam.Pipeline() as p, tft_beam.Context(temp_dir=os.path.join(work_dir, 'tmp')):

@@ -9,13 +9,18 @@ from tfx.proto import range_config_pb2
 from components import data_gate as data_gate_room
 from components import evaluator as evaluator_room
 from components import example_gen as example_gen_room
+from components import infra_validator as infra_validator_room
 from components import pusher as pusher_room
 from components import trainer as trainer_room
 from components import transform as transform_room
 from components.data_gate import component as data_gate
+from components.data_gate import drift
 from components.evaluator import eval_config
+from components.evaluator import executor as evaluator_executor
 from components.example_gen import component as example_gen_component
 from components.fingerprint import EXEC_PROPERTY, code_fingerprint
+from components.infra_validator import component as infra_validator
+from components.infra_validator import kubeflow as infra_kubeflow
 from components.pusher import executor as pusher_executor
 from components.trainer import encoder
 from pipeline import settings
@@ -29,6 +34,8 @@ STATISTICS_GEN = 'StatisticsGen'
 SCHEMA_GEN = 'ImportSchemaGen'
 EXAMPLE_VALIDATOR = 'ExampleValidator'
 DATA_GATE = 'DataValidationGate'
+DRIFT_BASELINE_RESOLVER = 'TrainedStatisticsResolver'
+DRIFT_VALIDATOR = 'DriftValidator'
 TRANSFORM = 'Transform'
 TRAINING_SPANS_RESOLVER = 'TrainingSpansResolver'
 ENCODER_IMPORTER = 'EncoderWeightsImporter'
@@ -36,6 +43,7 @@ TUNER = 'Tuner'
 TRAINER = 'Trainer'
 BASELINE_RESOLVER = 'LatestBlessedModelResolver'
 EVALUATOR = 'Evaluator'
+INFRA_VALIDATOR = 'InfraValidator'
 PUSHER = 'Pusher'
 
 
@@ -90,6 +98,41 @@ def training_examples(config: settings.PipelineConfig, example_gen):
   return [resolver], resolver.outputs['examples']
 
 
+def drift_check(config: settings.PipelineConfig, statistics_gen,
+                portable_baseline: bool = False):
+  """(nodes, DriftValidator) comparing this span with the last one trained on.
+
+  The baseline resolver runs before StatisticsGen, so it can only see earlier
+  runs' statistics. Kubeflow Pipelines v2 compiles only TFX's stock resolver
+  strategies: `portable_baseline` uses LatestArtifactStrategy there, i.e. the
+  previous run's span whether or not it was trained on.
+  """
+  strategy = (tfx.dsl.experimental.LatestArtifactStrategy if portable_baseline
+              else drift.LatestTrainedStatisticsStrategy)
+  baseline = tfx.dsl.Resolver(
+      strategy_class=strategy,
+      statistics=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ExampleStatistics,
+          producer_component_id=statistics_gen.id, output_key='statistics'),
+  ).with_id(DRIFT_BASELINE_RESOLVER)
+  statistics_gen.add_upstream_node(baseline)
+  validator = drift.DriftValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      baseline_statistics=baseline.outputs['statistics'],
+      config=drift.drift_config(config.validation.thresholds()),
+      include_split_pairs=drift.SPLIT_PAIRS).with_id(DRIFT_VALIDATOR)
+  return [baseline, validator], validator
+
+
+def split_image_tag(image: str):
+  """'tensorflow/serving:2.16.1' -> ('tensorflow/serving', '2.16.1'); tag
+  'latest' when none (a ':' before the last '/' is a registry port)."""
+  if ':' in image.rsplit('/', 1)[-1]:
+    name, _, tag = image.rpartition(':')
+    return name, tag
+  return image, 'latest'
+
+
 def vertex_training_config(kfp: settings.KubeflowOptions) -> Dict[str, Any]:
   """custom_config of TFX's Vertex AI Trainer: a CustomJob of
   `kfp.vertex_training_workers` machines of `kfp.image`.
@@ -119,6 +162,8 @@ def create_pipeline(
         metadata_store_pb2.ConnectionConfig] = None,
     schema_file: str = SCHEMA_PATH,
     vertex_training: Optional[Dict[str, Any]] = None,
+    portable_drift_baseline: bool = False,
+    serving_image: str = '',
 ) -> tfx.dsl.Pipeline:
   """Builds the pet-segmentation pipeline from one config.
 
@@ -133,6 +178,11 @@ def create_pipeline(
     vertex_training: the Vertex AI Training extension's custom_config entries
       (`vertex_training_config`); given, the Trainer's run_fn runs as a
       Vertex CustomJob on those machines instead of in its own process.
+    portable_drift_baseline: resolve the drift baseline with a stock TFX
+      strategy (Kubeflow), see `drift_check`.
+    serving_image: given (Kubeflow clusters with TF Serving), TFX's own
+      InfraValidator serves the model with that TF Serving image instead of
+      our LocalInfraValidator's fresh-process probe.
 
   Returns:
     The TFX pipeline, runnable by LocalDagRunner or compiled for Kubeflow.
@@ -148,8 +198,14 @@ def create_pipeline(
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
+  drift_nodes, drift_validator = [], None
+  if config.validation.drift_check:
+    drift_nodes, drift_validator = drift_check(config, statistics_gen,
+                                               portable_drift_baseline)
   gate = data_gate.DataValidationGate(
-      anomalies=example_validator.outputs['anomalies']).with_id(DATA_GATE)
+      anomalies=example_validator.outputs['anomalies'],
+      drift=drift_validator.outputs['anomalies'] if drift_validator else None,
+      allow_drift=int(config.validation.allow_drift)).with_id(DATA_GATE)
   transform = tfx.components.Transform(
       examples=train_examples, schema=schema_gen.outputs['schema'],
       preprocessing_fn=transform_room.PREPROCESSING_FN,
@@ -191,15 +247,32 @@ def create_pipeline(
       model_blessing=tfx.dsl.Channel(
           type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id(BASELINE_RESOLVER)
-  evaluator = tfx.components.Evaluator(
+  evaluator = evaluator_executor.SliceGatedEvaluator(
       examples=examples, model=trainer.outputs['model'],
       baseline_model=baseline_resolver.outputs['model'],
       eval_config=eval_config.create_eval_config(
           config.evaluation.lower_bounds(),
-          config.evaluation.all_max_regressions()))
+          config.evaluation.all_max_regressions(),
+          config.evaluation.slice_lower_bounds()),
+  ).with_min_slice_size(config.evaluation.min_slice_size).with_id(EVALUATOR)
+  infra = None
+  if config.infra.infra_validation and serving_image:
+    name, tag = split_image_tag(serving_image)
+    infra = infra_kubeflow.KubeflowInfraValidator(
+        infra_validator.create_tfx_infra_validator(
+            trainer.outputs['model'], examples, name, tag, options=config.infra))
+  elif config.infra.infra_validation:
+    infra = infra_validator.create_infra_validator(
+        trainer.outputs['model'], examples, evaluator.outputs['blessing'],
+        config.infra)
+  if infra is not None:
+    infra = infra.with_id(INFRA_VALIDATOR)
   pusher = pusher_executor.AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
+      # TFX's Pusher pushes only a model that is blessed and infra-blessed.
+      infra_blessing=(infra.outputs[infra_validator.OUTPUT_KEY if not serving_image
+                                    else 'blessing'] if infra else None),
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_model_dir))).with_id(PUSHER)
@@ -209,15 +282,18 @@ def create_pipeline(
                           (trainer, trainer_room.CODE),
                           *([(tuner, trainer_room.CODE)] if tuner else []),
                           (evaluator, evaluator_room.CODE),
+                          *([(infra, infra_validator_room.CODE)]
+                            if infra and not serving_image else []),
                           (pusher, pusher_room.CODE)):
     with_code_fingerprint(component, code)
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator,
-                  gate, *extra_nodes, transform,
-                  *[n for n in (encoder_import, tuner) if n], trainer, baseline_resolver, evaluator, pusher],
+      components=[example_gen, *drift_nodes[:1], statistics_gen, schema_gen,
+                  example_validator, *drift_nodes[1:], gate, *extra_nodes, transform,
+                  *[n for n in (encoder_import, tuner) if n], trainer, baseline_resolver, evaluator,
+                  *[n for n in (infra,) if n], pusher],
       enable_cache=config.cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=config.all_beam_args)

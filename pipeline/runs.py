@@ -7,8 +7,9 @@ state, duration and input/output artifacts by key, using MLMD's own queries.
 The summary, the report, the tests and the benchmarks all read runs here.
 """
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+from ml_metadata import errors
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -65,6 +66,39 @@ def _by_key(events, artifacts, types) -> Dict[str, List[metadata_store_pb2.Artif
   return result
 
 
+def execution_artifacts(store, execution_id: int) -> Tuple[
+    Dict[str, List[metadata_store_pb2.Artifact]],
+    Dict[str, List[metadata_store_pb2.Artifact]]]:
+  """(inputs, outputs) of one execution, each {key: artifacts}."""
+  events = store.get_events_by_execution_ids([execution_id])
+  artifacts = {a.id: a for a in store.get_artifacts_by_id(
+      [e.artifact_id for e in events])}
+  return (_by_key(events, artifacts, _INPUT_EVENTS),
+          _by_key(events, artifacts, _OUTPUT_EVENTS))
+
+
+def producer(store, artifact_id: int) -> Optional[metadata_store_pb2.Execution]:
+  """The execution that made an artifact, or None (e.g. an imported one's
+  importer was never recorded).
+
+  A cached execution records the artifacts it reuses as its outputs too, so
+  the producer is the first execution that output it, not the newest.
+  """
+  ids = sorted(e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
+               if e.type in _OUTPUT_EVENTS)
+  return store.get_executions_by_id(ids[:1])[0] if ids else None
+
+
+def run_id_of(store, execution_id: int) -> Optional[str]:
+  """The id of the run (`pipeline_run` context) an execution belongs to, or
+  None (an execution recorded outside a TFX run)."""
+  try:
+    contexts = store.get_contexts_by_execution(execution_id)
+  except errors.NotFoundError:  # MLMD's answer for "no contexts"
+    return None
+  return next((c.name for c in contexts if c.type == 'pipeline_run'), None)
+
+
 def read_run(store, run_id: str) -> Run:
   """Every node execution of run `run_id`.
 
@@ -81,17 +115,18 @@ def read_run(store, run_id: str) -> Run:
     node = next(c.name.split('.', 1)[1]
                 for c in store.get_contexts_by_execution(execution.id)
                 if c.type == 'node')
-    events = store.get_events_by_execution_ids([execution.id])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(
-        [e.artifact_id for e in events])}
+    inputs, outputs = execution_artifacts(store, execution.id)
     nodes[node] = NodeRun(
-        state=_STATES.get(execution.last_known_state, 'UNKNOWN'),
+        state=state_name(execution),
         seconds=(execution.last_update_time_since_epoch -
                  execution.create_time_since_epoch) / 1000.0,
-        inputs=_by_key(events, artifacts, _INPUT_EVENTS),
-        outputs=_by_key(events, artifacts, _OUTPUT_EVENTS),
-        execution=execution)
+        inputs=inputs, outputs=outputs, execution=execution)
   return Run(run_id=run_id, nodes=nodes)
+
+
+def state_name(execution) -> str:
+  """'COMPLETE', 'CACHED', 'FAILED', 'RUNNING', ..."""
+  return _STATES.get(execution.last_known_state, 'UNKNOWN')
 
 
 def custom_property(artifact, name: str):

@@ -11,8 +11,10 @@ import os
 import warnings
 from typing import List, Optional
 
+from components.data_gate.options import DataGateOptions
 from components.evaluator.options import EvaluatorOptions
 from components.example_gen.options import ExampleGenOptions
+from components.infra_validator.options import InfraValidatorOptions
 from components.options import at_least, problems, setting
 from components.trainer.options import TrainerOptions
 from pipeline import metadata as metadata_lib
@@ -62,8 +64,9 @@ class PipelineConfig:
   """Everything a run needs; the runners build it from flags and --config.
 
   Nested settings belong to the component that reads them: `ingestion` (the
-  ExampleGen), `training` (the Trainer's custom_config), `evaluation` (the
-  Evaluator's thresholds), `metadata` (where ML Metadata lives).
+  ExampleGen), `validation` (the data gate's drift check), `training` (the
+  Trainer's custom_config), `evaluation` (the Evaluator's thresholds), `infra`
+  (the infra validator before the Pusher), `metadata` (where ML Metadata lives).
   """
   data_root: str = setting(
       '', 'Oxford-IIIT Pet layout folder (images/, annotations/), or one '
@@ -82,17 +85,21 @@ class PipelineConfig:
                              check=at_least(1))
   ingestion: ExampleGenOptions = dataclasses.field(
       default_factory=ExampleGenOptions)
+  validation: DataGateOptions = dataclasses.field(
+      default_factory=DataGateOptions)
   training: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
   evaluation: EvaluatorOptions = dataclasses.field(
       default_factory=EvaluatorOptions)
+  infra: InfraValidatorOptions = dataclasses.field(
+      default_factory=InfraValidatorOptions)
   cache: bool = setting(True, 'reuse results of components whose inputs and '
                         'code did not change (--no-cache re-executes them)', RUN)
   beam_args: List[str] = setting(
       [], 'passed to every Beam-based component, e.g. '
       '--beam-arg=--direct_num_workers=2 (repeatable)', RUN,
       flag='--beam-arg', metavar='ARG', check=beam_args_problem)
-  report_images: int = setting(8, 'eval images pictured in '
-                               '<output-dir>/report/index.html (0 = no report)',
+  report_images: int = setting(8, 'the N worst and N best eval images pictured '
+                               'in <output-dir>/report/index.html (0 = no report)',
                                RUN, metavar='N', check=at_least(0))
   wait_for_lock: float = setting(
       0.0, 'when another run uses --output-dir, wait up to S seconds for it '
@@ -179,6 +186,10 @@ class KubeflowOptions:
                                           '--vertex-accelerator-type',
                                           KUBEFLOW, metavar='N',
                                           check=at_least(1))
+  infra_serving_image: str = setting(
+      '', 'validate the model with TFX\'s InfraValidator in this TensorFlow '
+      'Serving image (e.g. tensorflow/serving:2.16.1) on the cluster, instead '
+      'of the fresh-process probe', KUBEFLOW, metavar='IMAGE')
 
   def cross_check(self) -> Optional[str]:
     if self.vertex_training_workers and not self.vertex_project:

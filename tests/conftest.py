@@ -11,13 +11,18 @@ import pytest
 
 from tests.kit import RANDOM_ENCODER, REAL_SAMPLE, tree_digest
 
+# The scheduled-retraining history (three runs) shared by the retraining,
+# lineage and model card tests.
+pytest_plugins = ['tests.retraining_fixture']
+
 # End-to-end run settings: small, but enough steps (48 images / batch 4 x 8
 # epochs) for a randomly initialised U-Net to beat the all-background predictor.
 E2E_TRAIN, E2E_TEST = 48, 16
 E2E_ARGS = ['--epochs', '8', '--batch-size', '4'] + RANDOM_ENCODER
 NODES = {'PetExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
-         'DataValidationGate',
-         'Transform', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator', 'Pusher'}
+         'DataValidationGate', 'TrainedStatisticsResolver', 'DriftValidator',
+         'Transform', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
+         'InfraValidator', 'Pusher'}
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -56,8 +61,11 @@ def e2e(synthetic_root, tmp_path_factory) -> dict:
   first_code = local_runner.main(common)
   first = json.loads((out / 'run_summary.json').read_text())
   serving_after_first = tree_digest(out / 'serving_model')
-  second_code = local_runner.main(common + ['--min-mean-iou', '1.0',
-                                            '--require-blessing'])
+  # Every species slice must reach an unreachable bound too (slices of one
+  # eval image are large enough here).
+  second_code = local_runner.main(common + [
+      '--min-mean-iou', '1.0', '--require-blessing',
+      '--slice-threshold', 'species:mean_iou=0.999', '--min-slice-size', '1'])
   second = json.loads((out / 'run_summary.json').read_text())
   return {'out': out, 'first_code': first_code, 'first': first,
           'serving_after_first': serving_after_first,

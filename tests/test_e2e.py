@@ -25,6 +25,7 @@ def test_first_run_executes_every_component_and_pushes(e2e):
   assert {c['state'] for c in first['components'].values()} == {'COMPLETE'}
   assert first['blessed'] is True
   assert first['baseline_metrics'] is None  # nothing blessed before
+  assert first['infra_validation']['blessed'] is True  # served in a fresh process
   pushed = first['pushed_model']
   assert pushed.startswith(str(e2e['out'] / 'serving_model') + os.sep)
   assert os.path.basename(pushed).isdigit()  # TF-Serving version directory
@@ -43,6 +44,7 @@ def test_summary_matches_artifacts(e2e):
   evaluation = node_outputs(out, first['run_id'], 'Evaluator', 'evaluation')[0]
   tfma_values = {kv.key.name: kv.value.double_value.value
                  for m in tfma.load_metrics(evaluation.uri)
+                 if not m.slice_key.single_slice_keys  # overall
                  for kv in m.metric_keys_and_values if not kv.key.is_diff}
   assert first['metrics']['mean_iou'] == pytest.approx(tfma_values['mean_iou'])
   assert set(first['metrics']) >= {'mean_iou', 'iou_pet', 'iou_background',
@@ -75,6 +77,19 @@ def test_unreachable_bound_blocks_push_and_keeps_earlier_model(e2e):
   assert second['blessed'] is False
   assert second['pushed_model'] is None
   assert any(c.startswith('mean_iou') for c in second['failed_checks'])
+  # The species bound failed on every species slice, and TFMA says so.
+  species = sorted(second['metrics_by_slice']['species'])
+  assert species == ['cat', 'dog']
+  for name in species:
+    assert any(c.startswith(f'species={name}: mean_iou') for c in second['failed_checks'])
+    row, = [c for c in second['checks'] if c['slice'] == f'species:{name}']
+    assert (row['threshold'], row['gated'], row['passed']) == (0.999, True, False)
+  # Breeds have no bound: never a failed check.
+  assert not any(c.startswith('breed=') for c in second['failed_checks'])
+  overall = {c['kind']: c for c in second['checks'] if c['slice'] is None
+             and c['metric'] == 'mean_iou'}
+  assert overall['lower_bound']['passed'] is False
+  assert overall['max_regression']['baseline'] == second['baseline_metrics']['mean_iou']
   # The first run's blessed model is the baseline the second run compared with.
   assert second['baseline_metrics'] is not None
   assert set(second['baseline_metrics']) >= {'mean_iou'}
@@ -83,14 +98,45 @@ def test_unreachable_bound_blocks_push_and_keeps_earlier_model(e2e):
   assert e2e['serving_after_first']  # there was a pushed model to protect
 
 
-def test_report_pictures_eval_images(e2e):
-  report = e2e['first']['report']
-  assert report == str(e2e['out'] / 'report' / 'index.html')
-  page = open(report).read()
-  pictures = sorted((e2e['out'] / 'report').glob('*.png'))
-  assert len(pictures) == 8  # the CLI default
-  for picture in pictures:
-    assert f'src="{picture.name}"' in page
-    width, height = Image.open(picture).size
-    assert (width, height) == (4 * 128 * 2, 128 * 2)  # 4 panels, shown x2
-  assert f"{e2e['first']['metrics']['mean_iou']:.4f}" in page
+def test_report_is_written_for_the_run(e2e):
+  # Its content: tests/test_report.py.
+  assert e2e['first']['report'] == str(e2e['out'] / 'report' / 'index.html')
+
+
+def test_metrics_per_slice_match_a_hand_computation(e2e):
+  """TFMA's per-species and per-breed metrics, recomputed from the model's own
+  predictions on the eval split, grouped by the examples' features."""
+  from components.trainer import export  # pylint: disable=g-import-not-at-top
+  from tests.kit import split_records  # pylint: disable=g-import-not-at-top
+  first = e2e['first']
+  records = split_records(os.path.join(first['examples_uri'], 'Split-eval'))
+  model = tf.saved_model.load(os.path.join(first['model']['uri'], 'Format-Serving'))
+  predicted = model.signatures[export.SERVING_SIGNATURE](
+      examples=tf.constant(records))[features.CLASS_MASK_KEY].numpy()
+  by_slice = {}
+  for record, mask in zip(records, predicted):
+    example = tf.train.Example.FromString(record).features.feature
+    truth = transform.decode_mask(example[features.MASK_KEY].bytes_list.value[0]).numpy()[..., 0]
+    confusion = np.zeros((3, 3), np.int64)
+    np.add.at(confusion, (truth.ravel(), mask.ravel()), 1)
+    species = features.SPECIES_NAMES[example[features.SPECIES_KEY].int64_list.value[0]]
+    breed = example[features.BREED_KEY].bytes_list.value[0].decode()
+    assert example[features.FILE_NAME_KEY].bytes_list.value[0].decode().startswith(breed + '_')
+    for key in (('species', species), ('breed', breed)):
+      total, count = by_slice.get(key, (0, 0))
+      by_slice[key] = (total + confusion, count + 1)
+  reported = first['metrics_by_slice']
+  assert {('species', s) for s in reported['species']} | {
+      ('breed', b) for b in reported['breed']} == set(by_slice)
+  assert len(reported['species']) == 2  # cats and dogs in the eval split
+  for (column, name), (confusion, count) in by_slice.items():
+    tp = np.diag(confusion).astype(float)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = union > 0
+    values = reported[column][name]
+    assert values['num_examples'] == count
+    assert values['mean_iou'] == pytest.approx(np.mean(tp[present] / union[present]), abs=1e-5)
+    assert values['pixel_accuracy'] == pytest.approx(tp.sum() / confusion.sum(), abs=1e-5)
+    for class_id, class_name in enumerate(features.CLASS_NAMES):
+      expected = tp[class_id] / union[class_id] if union[class_id] else 0.0
+      assert values[f'iou_{class_name}'] == pytest.approx(expected, abs=1e-5)

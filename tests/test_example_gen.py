@@ -59,6 +59,8 @@ def value(example, key):
   feature = example.features.feature[key]
   if key in features.BYTES_FEATURES:
     values = list(feature.bytes_list.value)
+  elif key in features.FLOAT_FEATURES:
+    values = list(feature.float_list.value)
   else:
     values = list(feature.int64_list.value)
   assert len(values) == 1, (key, values)
@@ -407,11 +409,15 @@ def test_make_record_rejects_malformed_entries(columns, tmp_path):
 @pytest.mark.parametrize('values', [
     {'image': b'\xff\xd8\xff' + bytes(range(256)) * 3, 'name': b'', 'h': 0,
      'w': 500, 'big': 2**62 + 5, 'negative': -3},
-    {features.FILE_NAME_KEY: b'Abyssinian_100', features.CLASS_ID_KEY: 1}])
+    {features.FILE_NAME_KEY: b'Abyssinian_100', features.CLASS_ID_KEY: 1,
+     features.BRIGHTNESS_KEY: 0.123456789, features.ASPECT_RATIO_KEY: 4 / 3,
+     'zero': 0.0, 'tiny': -1e-30}])
 def test_encode_example_matches_tensorflow_bytes(values):
   expected = tf.train.Example(features=tf.train.Features(feature={
       key: (tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
             if isinstance(v, bytes) else
+            tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+            if isinstance(v, float) else
             tf.train.Feature(int64_list=tf.train.Int64List(value=[v])))
       for key, v in values.items()}))
   encoded = records.encode_example(values)

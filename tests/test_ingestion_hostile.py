@@ -758,8 +758,13 @@ def _place(path, data):
 
 def _check_example(record, columns, name):
   example = tf.train.Example.FromString(record)
-  value = {k: v.bytes_list.value[0] if v.bytes_list.value else v.int64_list.value[0]
+  value = {k: v.bytes_list.value[0] if v.bytes_list.value else
+           v.float_list.value[0] if v.float_list.value else v.int64_list.value[0]
            for k, v in example.features.feature.items()}
+  assert set(value) >= set(features.DRIFT_FEATURES) | {features.BREED_KEY}
+  assert all(0.0 <= value[k] <= 1.0 for k in (
+      features.BRIGHTNESS_KEY, features.SATURATION_KEY, features.PET_FRACTION_KEY,
+      features.BORDER_FRACTION_KEY))
   assert value[features.FILE_NAME_KEY] == name.encode()
   assert [value[k] for k in (features.CLASS_ID_KEY, features.SPECIES_KEY,
                              features.BREED_ID_KEY)] == [int(c) for c in columns[1:]]

@@ -210,3 +210,39 @@ def test_in_container_trainer_by_default(compiled):
   assert 'google_cloud_ai_platform' not in ' '.join(executor['args'])
   config = json.loads(_param(compiled['spec'], 'Trainer', 'custom_config')['stringValue'])
   assert set(config) == {'training'}
+
+
+def test_guards_compile_local_probe_by_default(compiled):
+  """Issue 15: both guards are in the spec: the drift check (a stock resolver
+  strategy, the only kind KFP v2 compiles) and the fresh-process infra probe,
+  whose InfraBlessing the Pusher consumes."""
+  spec = compiled['spec']
+  tasks = spec['root']['dag']['tasks']
+  assert {'DriftValidator', 'InfraValidator', 'DataValidationGate'} <= set(tasks)
+  assert 'TrainedStatisticsResolver' in ' '.join(tasks)
+  args = ' '.join(_executor(spec, 'InfraValidator')['container']['args'])
+  assert 'components.infra_validator' in args
+  pusher_inputs = tasks['Pusher']['inputs']['artifacts']
+  assert pusher_inputs['infra_blessing']['taskOutputArtifact']['producerTask'] == (
+      'InfraValidator')
+
+
+def test_tfx_infra_validator_with_a_serving_image(tmp_path):
+  """--infra-serving-image: TFX's own InfraValidator (TF Serving on the
+  cluster) replaces the probe; the Pusher takes its blessing."""
+  import kubeflow_v2_runner  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'serving.json'
+  assert kubeflow_v2_runner.main(_argv(
+      out, '--infra-serving-image', 'tensorflow/serving:2.16.1',
+      '--infra-examples', '4')) == 0
+  spec = json.loads(out.read_text())['pipelineSpec']
+  args = ' '.join(_executor(spec, 'InfraValidator')['container']['args'])
+  assert 'tfx.components.infra_validator.executor.Executor' in args
+  serving = json.loads(_param(spec, 'InfraValidator', 'serving_spec')['stringValue'])
+  assert serving['tensorflow_serving'] == {'image_name': 'tensorflow/serving',
+                                           'tags': ['2.16.1']}
+  request = json.loads(_param(spec, 'InfraValidator', 'request_spec')['stringValue'])
+  assert request['num_examples'] == 4 and request['split_name'] == 'eval'
+  pusher = spec['root']['dag']['tasks']['Pusher']['inputs']['artifacts']
+  assert pusher['infra_blessing']['taskOutputArtifact'] == {
+      'producerTask': 'InfraValidator', 'outputArtifactKey': 'blessing'}

@@ -49,11 +49,25 @@ def test_per_metric_thresholds_reach_the_eval_config(tmp_path):
   config, _ = local_runner.parse_config([
       '--data-root', str(tmp_path), '--output-dir', str(tmp_path),
       '--min-mean-iou', '0.4', '--threshold', 'iou_pet=0.5',
-      '--max-regression', '0.01', '--max-regression-for', 'pixel_accuracy=0.02'])
+      '--max-regression', '0.01', '--max-regression-for', 'pixel_accuracy=0.02',
+      '--slice-threshold', 'species:mean_iou=0.6',
+      '--slice-threshold', 'breed:iou_pet=0.3'])
   eval_config = evaluation.create_eval_config(
-      config.evaluation.lower_bounds(), config.evaluation.all_max_regressions())
-  thresholds = {json.loads(m.config)['name']: m.threshold
-                for m in eval_config.metrics_specs[0].metrics}
+      config.evaluation.lower_bounds(), config.evaluation.all_max_regressions(),
+      config.evaluation.slice_lower_bounds())
+  overall, by_feature = {}, {}
+  for metric in eval_config.metrics_specs[0].metrics:
+    for per_slice in metric.per_slice_thresholds:
+      spec = per_slice.slicing_specs[0]
+      target = (by_feature.setdefault(spec.feature_keys[0], {})
+                if spec.feature_keys else overall)
+      target[json.loads(metric.config)['name']] = per_slice.threshold
+    assert not metric.HasField('threshold')  # it would gate every slice
+  assert by_feature['species']['mean_iou'].value_threshold.lower_bound.value == 0.6
+  assert by_feature['breed']['iou_pet'].value_threshold.lower_bound.value == 0.3
+  assert set(by_feature['species']) == {'mean_iou'}
+  thresholds = {n: overall.get(n, evaluation.tfma.MetricThreshold())
+                for n in ('mean_iou', 'iou_pet', 'pixel_accuracy', 'iou_border')}
   assert thresholds['mean_iou'].value_threshold.lower_bound.value == 0.4
   assert thresholds['mean_iou'].change_threshold.absolute.value == -0.01
   assert thresholds['iou_pet'].value_threshold.lower_bound.value == 0.5
@@ -61,6 +75,32 @@ def test_per_metric_thresholds_reach_the_eval_config(tmp_path):
   assert thresholds['pixel_accuracy'].change_threshold.absolute.value == -0.02
   assert not thresholds['pixel_accuracy'].HasField('value_threshold')
   assert not thresholds['iou_border'].HasField('value_threshold')
+
+
+def test_slice_thresholds_gate_only_large_enough_slices():
+  import collections  # pylint: disable=g-import-not-at-top
+  from components.evaluator import eval_config as evaluation  # pylint: disable=g-import-not-at-top
+  from components.evaluator import executor  # pylint: disable=g-import-not-at-top
+  config = evaluation.create_eval_config(
+      {'mean_iou': 0.1}, {}, {'species': {'mean_iou': 0.6}, 'breed': {'iou_pet': 0.5}})
+  counts = {'species': collections.Counter({'1': 12, '2': 3}),
+            'breed': collections.Counter({'Bengal': 2, 'beagle': 1})}
+  narrowed = executor.gate_large_slices(config, counts, min_slice_size=10)
+  specs = {json.loads(m.config)['name']: [
+      dict(s.feature_values) for t in m.per_slice_thresholds for s in t.slicing_specs]
+           for m in narrowed.metrics_specs[0].metrics}
+  # Overall bound kept; species 1 (12 eval images) gated, species 2 (3) and
+  # every breed too small: no threshold left for them.
+  assert specs['mean_iou'] == [{}, {'species': '1'}]
+  assert specs['iou_pet'] == []
+  assert len(config.metrics_specs[0].metrics[0].per_slice_thresholds) == 2  # a copy
+
+
+def test_bad_slice_threshold_is_a_usage_error(tmp_path, capsys):
+  code = local_runner.main(['--data-root', str(tmp_path), '--output-dir',
+                            str(tmp_path / 'out'), '--slice-threshold', 'colour:mean_iou=0.5'])
+  assert code == 2
+  assert "bad slice threshold 'colour:mean_iou'" in capsys.readouterr().err
 
 
 def test_no_valid_examples_fails_with_reason(tmp_path, capsys):

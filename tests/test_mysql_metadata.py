@@ -266,6 +266,29 @@ def test_second_run_compares_with_the_first_runs_blessed_model(mysql_runs):
     assert second['baseline_metrics'][name] == pytest.approx(value, abs=1e-4), name
 
 
+def test_lineage_reads_the_mysql_store(mysql_runs, monkeypatch, capsys):
+  """`python -m pipeline.lineage` with local_runner.py's metadata flags (the
+  password from the environment) names the newest push of that output dir."""
+  from pipeline import lineage  # pylint: disable=g-import-not-at-top
+  first, second, server = (mysql_runs['first'], mysql_runs['second'],
+                           mysql_runs['server'])
+  pushed = second if second['pushed_model'] else first  # second: if not worse
+  monkeypatch.setenv('MLMD_MYSQL_PASSWORD', PASSWORD)
+  code = lineage.main([
+      str(mysql_runs['out']), '--json', '--metadata-mysql-host', server.host,
+      '--metadata-mysql-port', str(server.port), '--metadata-mysql-database',
+      DATABASE, '--metadata-mysql-user', USER])
+  out, err = capsys.readouterr()
+  assert code == 0, err
+  info = json.loads(out)
+  assert info['pushed']['destination'] == pushed['pushed_model']
+  assert info['pushed']['run_id'] == pushed['run_id']
+  assert info['model']['uri'] == pushed['model']['uri']
+  assert [e['uri'] for e in info['examples']] == [first['examples_uri']]  # cached
+  assert (info['baseline'] or {}).get('uri') == (
+      first['model']['uri'] if pushed is second else None)
+
+
 # --- two concurrent runs on one store ------------------------------------------------
 
 def test_concurrent_runs_each_summarise_themselves(mariadb, tmp_path):
@@ -314,6 +337,6 @@ def test_concurrent_runs_each_summarise_themselves(mariadb, tmp_path):
   for noise in ('Unable to register', 'oneDNN', 'ran out of data', 'Warning',
                 'INFO'):
     assert noise not in quiet, noise
-  assert re.search(r'\[\d+/10\] PetExampleGen \.\.\. done in \d+\.\d s', quiet), quiet
-  assert re.search(r'\[\d+/10\] Trainer done in \d+\.\d s', quiet), quiet
+  assert re.search(r'\[\d+/13\] PetExampleGen \.\.\. done in \d+\.\d s', quiet), quiet
+  assert re.search(r'\[\d+/13\] Trainer done in \d+\.\d s', quiet), quiet
   assert re.search(r'\d+/\d+ - \d+s - .*val_loss', quiet), quiet  # the epoch

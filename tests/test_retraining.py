@@ -1,48 +1,50 @@
-"""Scheduled retraining: span 1 pushes, span 2 arrives, the next run compares against run 1's model."""
-import json
+"""Scheduled retraining: span 1 pushes, span 2 arrives, the next run compares against run 1's model.
+
+The history is the session fixture `retraining` (tests/retraining_fixture.py),
+shared with test_lineage.py and test_model_card.py.
+"""
 import os
 
-import local_runner
+import pytest
+
 from tests import kit
-from pipeline.tools import synthetic_pets
-
-# The cron entry point: the same command every time; exit 0 = blessed and pushed.
-ARGS = kit.RANDOM_ENCODER + ['--spans', '--epochs', '1', '--batch-size', '4', '--report-images', '0',
-        '--require-blessing']
 
 
-def _span(root, span, seed):
-  synthetic_pets.generate(root / f'span-{span}', num_trainval=12, num_test=4,
-                          seed=seed, min_size=128, max_size=140)
-
-
-def test_retraining_loop(tmp_path):
-  root, out = tmp_path / 'drops', tmp_path / 'out'
-  command = ['--data-root', str(root), '--output-dir', str(out)] + ARGS
-  _span(root, 1, seed=1)
-  assert local_runner.main(command) == 0
-  first = json.loads((out / 'run_summary.json').read_text())
+def test_first_span_is_pushed(retraining):
+  first = retraining['first']
+  assert retraining['first_code'] == 0
   assert first['examples']['span'] == 1 and first['pushed_model']
 
-  # Nothing new: the scheduled run reuses every result up to the model, and
-  # the same model (now its own baseline) is not pushed again.
-  local_runner.main(command)
-  idle = json.loads((out / 'run_summary.json').read_text())
+
+def test_nothing_new_reuses_everything_and_pushes_nothing(retraining):
+  # The scheduled run reuses every result up to the model, and the same model
+  # (now its own baseline) is not pushed again.
+  first, idle = retraining['first'], retraining['idle']
   states = {n: c['state'] for n, c in idle['components'].items()}
   for node in ('PetExampleGen', 'StatisticsGen', 'ImportSchemaGen',
-               'ExampleValidator', 'DataValidationGate', 'Transform', 'Trainer'):
+               'ExampleValidator', 'Transform', 'Trainer'):
     assert states[node] == 'CACHED', states
+  # Span 1 has been trained on since the first run: the drift check now has
+  # it as its baseline (new inputs: the check and the gate run again) and
+  # finds it identical to itself.
+  assert states['DriftValidator'] == states['DataValidationGate'] == 'COMPLETE'
+  assert idle['drift']['baseline_span'] == 1 and idle['drift']['drifted'] == []
+  assert set(idle['drift']['divergence'].values()) == {0.0}
   assert idle['model']['uri'] == first['model']['uri']
   assert idle['pushed_model'] is None
-  assert os.listdir(out / 'serving_model') == [os.path.basename(first['pushed_model'])]
+  assert retraining['serving_after_idle'] == [os.path.basename(first['pushed_model'])]
 
-  _span(root, 2, seed=2)
-  code = local_runner.main(command)
-  second = json.loads((out / 'run_summary.json').read_text())
+
+def test_new_span_is_compared_with_the_first_runs_model(retraining):
+  out, first, second = retraining['out'], retraining['first'], retraining['second']
   assert second['examples']['span'] == 2
   states = {n: c['state'] for n, c in second['components'].items()}
   assert states['ImportSchemaGen'] == 'CACHED'  # inputs unchanged
   assert states['Trainer'] == 'COMPLETE' and states['Evaluator'] == 'COMPLETE'
+  # Another seed of the same generator is no drift (issue 15).
+  assert second['drift']['baseline_span'] == 1 and second['drift']['drifted'] == []
+  assert len(second['drift']['divergence']) == 6
+  assert max(second['drift']['divergence'].values()) < 0.5
 
   # The baseline is exactly run 1's pushed model.
   evaluator = kit.read_run(out, second['run_id']).nodes['Evaluator']
@@ -50,10 +52,17 @@ def test_retraining_loop(tmp_path):
   assert baseline.uri == first['model']['uri']
   assert second['baseline_metrics'] is not None
 
-  # Pushed only if not worse than the baseline (--max-regression 0).
-  not_worse = second['metrics']['mean_iou'] >= second['baseline_metrics']['mean_iou']
+  # Blessed against the baseline within --max-regression 1.0 (always, so
+  # that there are two pushes to read back) and pushed beside the first.
+  regression = [c for c in second['checks']
+                if c['kind'] == 'max_regression' and c['slice'] is None
+                and c['metric'] == 'mean_iou']
+  assert regression == [{
+      'metric': 'mean_iou', 'slice': None, 'kind': 'max_regression',
+      'threshold': 1.0, 'value': pytest.approx(second['metrics']['mean_iou']),
+      'baseline': pytest.approx(second['baseline_metrics']['mean_iou']),
+      'passed': True, 'gated': True}]
+  assert second['blessed'] and retraining['second_code'] == 0
   versions = sorted(os.listdir(out / 'serving_model'))
-  assert second['blessed'] == not_worse
-  assert code == (0 if not_worse else local_runner.EXIT_NOT_BLESSED)
-  assert len(versions) == (2 if not_worse else 1)
-  assert (second['pushed_model'] is not None) == not_worse
+  assert len(versions) == 2
+  assert second['pushed_model'] == str(out / 'serving_model' / versions[-1])

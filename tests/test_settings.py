@@ -157,7 +157,7 @@ def test_every_component_carries_its_code_fingerprint_in_the_compiled_pipeline(
 
   before = compiled_fingerprints()
   assert set(before) == {'PetExampleGen', 'DataValidationGate', 'Transform',
-                         'Trainer', 'Evaluator', 'Pusher'}
+                         'Trainer', 'Evaluator', 'InfraValidator', 'Pusher'}
   root = _components_copy(tmp_path)
   metrics = root / 'evaluator' / 'metrics.py'
   metrics.write_text(metrics.read_text() + '\n# an edit\n')

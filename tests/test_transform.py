@@ -191,6 +191,7 @@ def test_preprocessing_fn_on_beam_with_tf_transform(tmp_path, schema, serialized
     for key in spec:
       feature = example.features.feature[key]
       instance[key] = list(feature.bytes_list.value if key in features.BYTES_FEATURES
+                           else feature.float_list.value if key in features.FLOAT_FEATURES
                            else feature.int64_list.value)
     instances.append(instance)
 

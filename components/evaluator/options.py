@@ -3,7 +3,7 @@ import dataclasses
 from typing import Dict, Optional
 
 from components import features
-from components.options import setting, within
+from components.options import at_least, setting, within
 
 EVALUATION = 'evaluation (blessing)'
 
@@ -18,6 +18,22 @@ def unknown_metrics(names) -> Optional[str]:
 
 def _metric_bounds(value: Dict[str, float]) -> Optional[str]:
   return unknown_metrics(value) or within(0.0, 1.0)(value)
+
+
+def split_slice_key(key: str):
+  """'species:mean_iou' -> ('species', 'mean_iou')."""
+  column, _, metric = key.partition(':')
+  return column, metric
+
+
+def _slice_bounds(value: Dict[str, float]) -> Optional[str]:
+  for key in value:
+    column, metric = split_slice_key(key)
+    if column not in features.SLICE_FEATURES or not metric:
+      return (f'bad slice threshold {key!r}: expected SLICE:METRIC with SLICE '
+              f'one of {list(features.SLICE_FEATURES)}')
+  return (unknown_metrics(split_slice_key(k)[1] for k in value) or
+          within(0.0, 1.0)(value))
 
 
 @dataclasses.dataclass
@@ -37,6 +53,22 @@ class EvaluatorOptions:
       {}, 'a no-regression check on another metric, e.g. iou_pet=0.02 '
       '(repeatable)', EVALUATION, flag='--max-regression-for',
       item='METRIC=MAX', check=_metric_bounds)
+
+  slice_thresholds: Dict[str, float] = setting(
+      {}, 'a lower bound every slice of a kind must reach, e.g. '
+      'species:mean_iou=0.6 or breed:iou_pet=0.5 (repeatable)', EVALUATION,
+      flag='--slice-threshold', item='SLICE:METRIC=MIN', check=_slice_bounds)
+  min_slice_size: int = setting(
+      10, 'slices with fewer eval images are reported but not gated',
+      EVALUATION, metavar='N', check=at_least(1))
+
+  def slice_lower_bounds(self) -> Dict[str, Dict[str, float]]:
+    """{slice feature: {metric: lower bound}} from `slice_thresholds`."""
+    bounds: Dict[str, Dict[str, float]] = {}
+    for key, value in self.slice_thresholds.items():
+      column, metric = split_slice_key(key)
+      bounds.setdefault(column, {})[metric] = value
+    return bounds
 
   def lower_bounds(self) -> Dict[str, float]:
     """Absolute lower bounds per metric, mean IoU included."""

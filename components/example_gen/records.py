@@ -16,6 +16,7 @@ so it is encoded here directly; tests check the bytes against
 import json
 import os
 import re
+import struct
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import apache_beam as beam
@@ -23,6 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components import features
+from components.example_gen import descriptors
 from components.example_gen import validation
 from components.example_gen.options import ExampleGenOptions
 
@@ -54,21 +56,23 @@ def _field(number: int, payload: bytes) -> bytes:
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _feature(value: Union[bytes, int]) -> bytes:
+def _feature(value: Union[bytes, int, float]) -> bytes:
   if isinstance(value, bytes):  # Feature.bytes_list (1) -> BytesList.value (1).
     return _field(1, _field(1, value))
+  if isinstance(value, float):  # Feature.float_list (2) -> FloatList.value (1),
+    return _field(2, _field(1, struct.pack('<f', value)))  # packed float32.
   # Feature.int64_list (3) -> Int64List.value (1), packed as TF writes it.
   return _field(3, _field(1, _varint(value)))
 
 
-def encode_example(feature_values: Dict[str, Union[bytes, int]]) -> bytes:
-  """Serialises a tf.Example of single-valued bytes/int64 features.
+def encode_example(feature_values: Dict[str, Union[bytes, int, float]]) -> bytes:
+  """Serialises a tf.Example of single-valued bytes/int64/float features.
 
   Keys are written in sorted order, exactly as TensorFlow's deterministic
   serialisation of the Features map does.
 
   Args:
-    feature_values: feature name -> bytes or int.
+    feature_values: feature name -> bytes, int or float (stored as float32).
 
   Returns:
     The tf.Example's wire-format bytes.
@@ -168,8 +172,9 @@ def make_record(data_root: str, columns: List[str],
     max_image_pixels: quarantine larger images (width x height).
 
   Returns:
-    The tf.Example's bytes: features.RAW features, image normalised to RGB
-    baseline JPEG, trimap to a one-channel PNG.
+    The tf.Example's bytes: the raw features of components/features.py, image
+    normalised to RGB baseline JPEG, trimap to a one-channel PNG, the breed
+    name and the drift descriptors.
 
   Raises:
     BadInput: with the reason, for any entry that cannot become a valid example.
@@ -182,6 +187,8 @@ def make_record(data_root: str, columns: List[str],
       read_file(image_path), max_image_pixels)
   mask = validation.validate_trimap(read_file(trimap_path), height, width)
   return encode_example({
+      **descriptors.describe(image, mask, height, width),
+      features.BREED_KEY: descriptors.breed_name(name).encode(),
       features.IMAGE_KEY: image,
       features.MASK_KEY: mask,
       features.FILE_NAME_KEY: name.encode(),

@@ -85,10 +85,13 @@ class ServingModule(tf.Module):
     super().__init__()
     self.model = model
     self.tft_layer = tf_transform_output.transform_features_layer()
-    self._raw_spec = tf_transform_output.raw_feature_spec()
-    # Serving is fed no label: parse everything but the mask.
-    self._serving_spec = {k: v for k, v in self._raw_spec.items()
-                          if k != features.MASK_KEY}
+    # Parse only what the transform reads: a request then needs no more
+    # than the image (serving) or the image and its mask (TFMA's labels),
+    # whatever descriptive features the ExampleGen adds.
+    raw_spec = tf_transform_output.raw_feature_spec()
+    self._raw_spec = {k: raw_spec[k] for k in (features.IMAGE_KEY,
+                                               features.MASK_KEY)}
+    self._serving_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
 
   def predict_images(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     """[B,128,128,3] pixels 0..255 -> per-pixel probabilities and class ids."""

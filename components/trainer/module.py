@@ -6,6 +6,7 @@ so serving and evaluation see exactly what training saw.
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
@@ -27,6 +28,8 @@ from components.trainer.options import TrainerOptions
 
 REPORT_JSON = 'model_report.json'
 REPORT_TEXT = 'model_report.txt'
+HISTORY_JSON = 'training_history.json'  # beside REPORT_JSON in the model dir
+MAIN_PHASE, FINE_TUNE_PHASE = 'main', 'fine_tune'
 
 
 # As TFX's own default (TensorFlowDatasetOptions.shuffle_buffer_size).
@@ -158,6 +161,45 @@ def is_chief() -> bool:
            'chief' not in jobs))
 
 
+@dataclasses.dataclass
+class TrainingHistory:
+  """Keras' per-epoch logs of both phases of `fit`, in order.
+
+  Attributes:
+    epochs: one dict per epoch run: 'epoch' (1-based, as Keras prints it),
+      'phase' (MAIN_PHASE or FINE_TUNE_PHASE) and the logs ('loss',
+      'accuracy', 'val_loss', 'val_accuracy'; None where not finite).
+    fine_tune_epoch: the first epoch of the fine-tuning phase, or None.
+  """
+  epochs: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  fine_tune_epoch: Optional[int] = None
+
+  def add(self, history: keras.callbacks.History, phase: str) -> None:
+    """Appends one `model.fit`'s History as `phase`."""
+    for index, epoch in enumerate(history.epoch):
+      logs = {name: _finite(values[index])
+              for name, values in sorted(history.history.items())}
+      self.epochs.append(dict(epoch=epoch + 1, phase=phase, **logs))
+      if phase == FINE_TUNE_PHASE and self.fine_tune_epoch is None:
+        self.fine_tune_epoch = epoch + 1
+
+  def eval_losses(self) -> List[float]:
+    """The eval loss of every epoch that has one."""
+    return [e['val_loss'] for e in self.epochs if e.get('val_loss') is not None]
+
+  def save(self, model_dir: str) -> None:
+    """Writes HISTORY_JSON into `model_dir` (the chief's model artifact)."""
+    tf.io.gfile.makedirs(model_dir)
+    with tf.io.gfile.GFile(os.path.join(model_dir, HISTORY_JSON), 'w') as f:
+      json.dump(dataclasses.asdict(self), f, indent=2)
+
+
+def _finite(value) -> Optional[float]:
+  """A float, or None for NaN/inf (json would write NaN, which is not JSON)."""
+  value = float(value)
+  return value if math.isfinite(value) else None
+
+
 def compile_model(model: keras.Model, learning_rate: float) -> None:
   model.compile(
       optimizer=keras.optimizers.Adam(learning_rate),
@@ -187,7 +229,7 @@ def new_model(config: TrainerOptions) -> keras.Model:
 def fit(config: TrainerOptions, model: keras.Model, train_data: tf.data.Dataset,
         eval_data: tf.data.Dataset, run_dir: str,
         strategy: tf.distribute.Strategy,
-        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> List[float]:
+        extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainingHistory:
   """Fits `model`: decoder (or all) first, then optional fine-tuning.
 
   Phase 1 trains with the configured encoder setting for `epochs`. When
@@ -195,37 +237,45 @@ def fit(config: TrainerOptions, model: keras.Model, train_data: tf.data.Dataset,
   `fine_tune_epochs` more at `fine_tune_learning_rate` (lower, so the
   pretrained features are adjusted rather than overwritten).
   `extra_callbacks` run after the Trainer's own (e.g. a benchmark's timer,
-  the Tuner's). Returns the eval loss of every epoch.
+  the Tuner's). Returns the per-epoch logs of both phases.
   """
+  history = TrainingHistory()
   with multi_worker.fitting(model, strategy):
-    history = model.fit(train_data, validation_data=eval_data,
-                        epochs=config.epochs,
-                        callbacks=callbacks(config, run_dir) + list(extra_callbacks),
-                        verbose=2)
-  losses = list(history.history.get('val_loss', []))
+    phase = model.fit(train_data, validation_data=eval_data,
+                      epochs=config.epochs,
+                      callbacks=callbacks(config, run_dir) + list(extra_callbacks),
+                      verbose=2)
+  history.add(phase, MAIN_PHASE)
   if config.fine_tune_blocks > 0 and config.fine_tune_epochs > 0:
     with strategy.scope():
       model_lib.unfreeze_top_blocks(model, config.fine_tune_blocks)
       compile_model(model, config.fine_tune_learning_rate)
     with multi_worker.fitting(model, strategy):
-      history = model.fit(
+      phase = model.fit(
           train_data, validation_data=eval_data,
           epochs=config.epochs + config.fine_tune_epochs,
           initial_epoch=config.epochs,
           callbacks=callbacks(config, run_dir) + list(extra_callbacks), verbose=2)
-    losses += list(history.history.get('val_loss', []))
-  return losses
+    history.add(phase, FINE_TUNE_PHASE)
+  return history
+
+
+def build_model(config: TrainerOptions,
+                strategy: tf.distribute.Strategy) -> keras.Model:
+  """The compiled U-Net, built in `strategy`'s scope, ready for `fit`."""
+  with strategy.scope():
+    model = new_model(config)
+  if strategy.num_replicas_in_sync > 1:
+    model_lib.synchronize_batch_norm(model)
+  return model
 
 
 def train(config: TrainerOptions, train_data: tf.data.Dataset,
           eval_data: tf.data.Dataset, run_dir: str,
           strategy: tf.distribute.Strategy,
           extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.Model:
-  """Builds the U-Net in `strategy`'s scope and `fit`s it; returns the model."""
-  with strategy.scope():
-    model = new_model(config)
-  if strategy.num_replicas_in_sync > 1:
-    model_lib.synchronize_batch_norm(model)
+  """Builds the U-Net (`build_model`) and `fit`s it; returns the model."""
+  model = build_model(config, strategy)
   fit(config, model, train_data, eval_data, run_dir, strategy, extra_callbacks)
   return model
 
@@ -280,14 +330,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> keras.Model:
     run_dir, serving_model_dir = (
         (fn_args.model_run_dir, fn_args.serving_model_dir) if chief else
         (os.path.join(scratch, 'logs'), os.path.join(scratch, 'serving')))
-    model = train(config, train_data, eval_data, run_dir, strategy)
+    model = build_model(config, strategy)
+    history = fit(config, model, train_data, eval_data, run_dir, strategy)
     if chief:
-      # The report sits in the model artifact, beside (not inside) Format-Serving.
-      write_report(model, os.path.dirname(serving_model_dir), config,
+      # The reports sit in the model artifact, beside (not inside) Format-Serving.
+      model_dir = os.path.dirname(serving_model_dir)
+      write_report(model, model_dir, config,
                    encoder.describe(
                        config.encoder_weights, config.train_encoder,
                        encoder.keras_imagenet_file(),
                        config.fine_tune_blocks if config.fine_tune_epochs else 0),
                    strategy)
+      history.save(model_dir)
     export.export_serving_model(model, tf_transform_output, serving_model_dir)
   return model

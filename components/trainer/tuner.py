@@ -48,11 +48,11 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
     return module.new_model(self._trial_config(hp))
 
   def fit(self, hp, model, *args, **kwargs) -> Dict[str, float]:
-    losses = module.fit(self._trial_config(hp), model, kwargs['x'],
-                        kwargs['validation_data'], self._run_dir,
-                        tf.distribute.get_strategy(),
-                        extra_callbacks=kwargs.get('callbacks', []))
-    return {'val_loss': min(losses)}
+    history = module.fit(self._trial_config(hp), model, kwargs['x'],
+                         kwargs['validation_data'], self._run_dir,
+                         tf.distribute.get_strategy(),
+                         extra_callbacks=kwargs.get('callbacks', []))
+    return {'val_loss': min(history.eval_losses())}
 
 
 def split_train(dataset: tf.data.Dataset, batch_size: int):
