@@ -14,5 +14,5 @@ setuptools.setup(
     # Workers get the same TFX stack from their image or requirements; only the
     # small extras this code imports directly are listed here (matplotlib: the
     # report's charts, pipeline/tools/plots.py).
-    install_requires=['pillow', 'matplotlib'],
+    install_requires=['pillow', 'matplotlib', 'jinja2'],
 )

@@ -15,6 +15,7 @@ from components import trainer as trainer_room
 from components import transform as transform_room
 from components.data_gate import component as data_gate
 from components.data_gate import drift
+from components.evaluator import baseline
 from components.evaluator import eval_config
 from components.evaluator import executor as evaluator_executor
 from components.example_gen import component as example_gen_component
@@ -28,6 +29,7 @@ from pipeline import settings
 SCHEMA_PATH = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'schemas',
     'schema.pbtxt')
+SCHEMA_DIGEST_PROPERTY = 'schema_sha256'
 # Node ids, also used by the run summary to find each component's outputs.
 EXAMPLE_GEN = 'PetExampleGen'
 STATISTICS_GEN = 'StatisticsGen'
@@ -178,8 +180,10 @@ def create_pipeline(
     vertex_training: the Vertex AI Training extension's custom_config entries
       (`vertex_training_config`); given, the Trainer's run_fn runs as a
       Vertex CustomJob on those machines instead of in its own process.
-    portable_drift_baseline: resolve the drift baseline with a stock TFX
-      strategy (Kubeflow), see `drift_check`.
+    portable_drift_baseline: resolve the drift baseline and the Evaluator's
+      baseline model with stock TFX strategies (Kubeflow compiles no other):
+      see `drift_check`; the newest blessed model instead of the newest
+      pushed one (components/evaluator/baseline.py).
     serving_image: given (Kubeflow clusters with TF Serving), TFX's own
       InfraValidator serves the model with that TF Serving image instead of
       our LocalInfraValidator's fresh-process probe.
@@ -195,6 +199,9 @@ def create_pipeline(
   extra_nodes, train_examples = training_examples(config, example_gen)
   statistics_gen = tfx.components.StatisticsGen(examples=examples)
   schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+  if os.path.isfile(schema_file):
+    # TFX's cache key sees the path only: an edited schema must be re-imported.
+    schema_gen.exec_properties[SCHEMA_DIGEST_PROPERTY] = encoder.sha256(schema_file)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'])
@@ -241,12 +248,21 @@ def create_pipeline(
       base_model=base_model,
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       custom_config=training_config)
-  baseline_resolver = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(
-          type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id(BASELINE_RESOLVER)
+  if portable_drift_baseline:  # KFP v2 compiles TFX's stock strategies only
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER)
+  else:
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=baseline.LatestPushedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        pushed_model=tfx.dsl.Channel(
+            type=tfx.types.standard_artifacts.PushedModel,
+            producer_component_id=PUSHER, output_key='pushed_model'),
+    ).with_id(BASELINE_RESOLVER)
   evaluator = evaluator_executor.SliceGatedEvaluator(
       examples=examples, model=trainer.outputs['model'],
       baseline_model=baseline_resolver.outputs['model'],

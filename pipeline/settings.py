@@ -105,7 +105,7 @@ class PipelineConfig:
       0.0, 'when another run uses --output-dir, wait up to S seconds for it '
       '(default: refuse at once, exit 4)', RUN, metavar='S', check=at_least(0))
   require_blessing: bool = setting(False, 'exit 3 when the model is not '
-                                   'blessed', RUN)
+                                   'blessed or fails infra validation', RUN)
   verbose: bool = setting(False, 'show TFX/Beam/TensorFlow logs and '
                           'tracebacks', RUN)
   metadata: metadata_lib.MetadataConfig = dataclasses.field(

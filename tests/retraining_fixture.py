@@ -19,7 +19,7 @@ from tests import kit
 # pushes to read back; the comparison itself is still made and recorded.
 ARGS = kit.RANDOM_ENCODER + ['--spans', '--epochs', '1', '--batch-size', '4',
                              '--report-images', '0', '--require-blessing',
-                             '--max-regression', '1.0']
+                             '--max-regression', '1.0'] + kit.NO_INFRA
 
 
 def add_span(root, span: int, seed: int) -> None:

@@ -2,7 +2,6 @@
 import os
 
 import numpy as np
-from PIL import Image
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma

@@ -19,7 +19,7 @@ from components.trainer import export
 from tests import kit
 
 ARGS = ['--epochs', '1', '--batch-size', '4', '--report-images', '0',
-        '--freeze-encoder']
+        '--freeze-encoder'] + kit.NO_INFRA
 
 
 def _save_encoder(path, seed):

@@ -13,7 +13,8 @@ from components.pusher import executor as pusher
 from pipeline import run_lock
 from tests.kit import RANDOM_ENCODER, REPO, tree_digest
 
-ARGS = ['--epochs', '2', '--batch-size', '4', '--report-images', '0'] + RANDOM_ENCODER
+ARGS = ['--epochs', '2', '--batch-size', '4', '--report-images', '0',
+        '--no-infra-validation'] + RANDOM_ENCODER
 
 
 def _wait_for(predicate, timeout, what):

@@ -131,7 +131,7 @@ def test_too_tight_latency_budget_fails_with_the_latency(trained, tmp_path):
                          f'(signature {component.SERVING_DEFAULT})'), reason
 
 
-def test_a_hung_probe_times_out(trained, tmp_path):
+def test_a_probe_slower_than_its_timeout_is_stopped(trained, tmp_path):
   model_uri, examples_uri = trained
   blessing, result = validate(model_uri, examples_uri, tmp_path / 'out',
                               timeout_seconds=0.5)

@@ -26,7 +26,7 @@ def tuned_run(tmp_path_factory):
   code = local_runner.main(['--data-root', str(root), '--output-dir', str(out),
                             '--tune-trials', '2', '--epochs', '1',
                             '--batch-size', '4', '--report-images', '2',
-                            *kit.RANDOM_ENCODER])
+                            *kit.RANDOM_ENCODER, *kit.NO_INFRA])
   return code, json.loads((out / 'run_summary.json').read_text()), out
 
 

@@ -22,6 +22,8 @@ from tfx.types import artifact_utils
 SCHEMA_DIFF_FILE = 'SchemaDiff.pb'  # what both validators write per split
 SPLIT_FOLDER = 'Split-'             # ExampleValidator: one folder per split
 SPLIT_PAIR_FOLDER = 'SplitPair-'    # DistributionValidator: per split pair
+_NOT_COMPARED = (anomalies_pb2.AnomalyInfo.STATS_NOT_AVAILABLE,
+                 anomalies_pb2.AnomalyInfo.COMPARATOR_CONTROL_DATA_MISSING)
 
 
 class DataAnomaliesError(ValueError):
@@ -51,9 +53,14 @@ def describe_anomalies(anomalies_uri: str, splits: List[str],
 
 def read_drift(drift_uri: str, split_pairs: List[str]) -> Dict[str, Any]:
   """The DistributionValidator's findings: {'drifted': ['<feature>: <why>'],
-  'divergence': {feature: measured Jensen-Shannon divergence}}; both empty
-  for a first span (no baseline: nothing compared)."""
-  drifted, divergence = [], {}
+  'divergence': {feature: measured Jensen-Shannon divergence},
+  'not_compared': [feature]}; all empty for a first span (no baseline).
+
+  A feature the baseline has no statistics for (a span ingested before the
+  descriptor existed) is not compared, not drifted: this span's own features
+  are required by the schema, which ExampleValidator checks.
+  """
+  drifted, divergence, not_compared = [], {}, []
   for split_pair in split_pairs:
     path = os.path.join(drift_uri, f'{SPLIT_PAIR_FOLDER}{split_pair}', SCHEMA_DIFF_FILE)
     if not tf.io.gfile.exists(path):
@@ -62,12 +69,17 @@ def read_drift(drift_uri: str, split_pairs: List[str]) -> Dict[str, Any]:
     with tf.io.gfile.GFile(path, 'rb') as f:
       anomalies.ParseFromString(f.read())
     for feature, info in sorted(anomalies.anomaly_info.items()):
-      why = '; '.join(r.description for r in info.reason) or info.description
+      reasons = [r for r in info.reason if r.type not in _NOT_COMPARED]
+      if not reasons and info.reason:
+        not_compared.append(feature)
+        continue
+      why = '; '.join(r.description for r in reasons) or info.description
       drifted.append(f'{feature}: {why}')
     for skew in anomalies.drift_skew_info:
       for measurement in skew.drift_measurements:
         divergence['.'.join(skew.path.step)] = round(measurement.value, 4)
-  return {'drifted': drifted, 'divergence': divergence}
+  return {'drifted': drifted, 'divergence': divergence,
+          'not_compared': not_compared}
 
 
 @tfx.dsl.components.component

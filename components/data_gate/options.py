@@ -8,7 +8,7 @@ from components.options import setting
 DRIFT = 'data validation (drift between spans)'
 # Jensen-Shannon divergence of each descriptor's histogram, span vs the last
 # span trained on. Measured on synthetic spans of 12 training images: two seeds
-# of the same generator differ by 0.14-0.34 (few images make coarse
+# of the same generator differ by 0.14-0.41 (few images make coarse
 # histograms), near-black images by 1.0 in brightness. Larger spans differ far
 # less by chance; lower these once a pipeline's spans are large.
 DEFAULT_JSD = 0.5

@@ -87,9 +87,9 @@ class Executor(evaluator_executor.Executor):
     examples = input_dict[standard_component_specs.EXAMPLES_KEY]
     counts = {column: collections.Counter() for column in features.SLICE_FEATURES}
     for split in splits:
-      for column, counter in count_slices(
-          artifact_utils.get_split_uri(examples, split)).items():
-        counts[column].update(counter)
+      for split_dir in artifact_utils.get_split_uris(examples, split):
+        for column, counter in count_slices(split_dir).items():
+          counts[column].update(counter)
     narrowed = gate_large_slices(
         eval_config, counts, int(exec_properties.get(MIN_SLICE_SIZE_PROPERTY, 1)))
     exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = (

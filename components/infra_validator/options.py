@@ -20,7 +20,7 @@ class InfraValidatorOptions:
   # an order of magnitude slower, not the noise of a busy machine.
   infra_latency_budget_ms: float = setting(
       500.0, 'most a request may take (median per signature, ms)', INFRA,
-      metavar='MS', check=within(0.0, 1e6))
+      metavar='MS', check=within(1e-6, 1e6))
   infra_timeout_seconds: int = setting(
       300, 'give up on a probe that has not answered after S seconds '
       '(TensorFlow import and model load included)', INFRA, metavar='S',

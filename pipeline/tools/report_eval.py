@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
+from components.example_gen.descriptors import breed_name
 from components.trainer import export
 
 BATCH_SIZE = 32  # eval examples per model call: ~13 MB of int64 pixels
@@ -109,8 +110,7 @@ def describe(serialized: bytes) -> Tuple[str, str, str]:
              if species_ids else '?')
   # Older examples have no breed feature: the Oxford names are <Breed>_<n>.
   breed = (_text(example[features.BREED_KEY])
-           if features.BREED_KEY in example else '') or (
-      name.rsplit('_', 1)[0] if '_' in name else name)
+           if features.BREED_KEY in example else '') or breed_name(name)
   return name, species, breed
 
 

@@ -101,14 +101,15 @@ def checks(evaluation: EvaluatorOptions, metrics: Dict[str, float],
 
   TFMA decides blessing (its failures are `failed_checks`); this lists the
   same checks for people, including those that passed and the slices too
-  small to gate (`gated` False, never failing).
+  small to gate (`gated` False: `passed` says how they compare, but they
+  never stop blessing).
   """
   rows = []
 
   def add(metric, where, kind, threshold, value, base, passed, gated=True):
     rows.append({'metric': metric, 'slice': where, 'kind': kind,
                  'threshold': threshold, 'value': value, 'baseline': base,
-                 'passed': bool(passed) if gated else True, 'gated': gated})
+                 'passed': bool(passed), 'gated': gated})
 
   for metric, bound in sorted(evaluation.lower_bounds().items()):
     value = metrics.get(metric)
