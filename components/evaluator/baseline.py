@@ -16,15 +16,23 @@ _INPUT, _OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPU
 
 
 class LatestPushedModelStrategy(tfx.dsl.experimental.ResolverStrategy):
-  """Resolves {'model': [the newest pushed model]} (empty before any push)."""
+  """Resolves {'model': [the newest pushed model], 'pushed_model': [its
+  push]} (both empty before any push)."""
 
   def resolve_artifacts(self, store, input_dict):
     models = {m.id: m for m in input_dict['model']}
-    pushed = [p.id for p in input_dict['pushed_model']
-              if p.get_int_custom_property('pushed') == 1]
-    pushers = {e.execution_id for e in store.get_events_by_artifact_ids(pushed)
-               if e.type == _OUTPUT}
-    served = [e.artifact_id for e in store.get_events_by_execution_ids(list(pushers))
-              if e.type == _INPUT and e.path.steps[0].key == 'model'
-              and e.artifact_id in models]
-    return {'model': [models[max(served)]] if served else []}
+    pushes = {p.id: p for p in input_dict['pushed_model']
+              if p.get_int_custom_property('pushed') == 1}
+    if not pushes:
+      return {'model': [], 'pushed_model': []}
+    pusher_of = {e.execution_id: e.artifact_id
+                 for e in store.get_events_by_artifact_ids(list(pushes))
+                 if e.type == _OUTPUT}
+    served = sorted((e.artifact_id, pusher_of[e.execution_id])
+                    for e in store.get_events_by_execution_ids(list(pusher_of))
+                    if e.type == _INPUT and e.path.steps[0].key == 'model'
+                    and e.artifact_id in models)
+    if not served:
+      return {'model': [], 'pushed_model': []}
+    model_id, push_id = served[-1]
+    return {'model': [models[model_id]], 'pushed_model': [pushes[push_id]]}

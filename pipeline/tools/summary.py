@@ -8,7 +8,6 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ml_metadata.proto import metadata_store_pb2
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
@@ -150,13 +149,10 @@ def _infra_validation(run) -> Optional[Dict[str, Any]]:
 
 def _span_of_statistics(store, statistics) -> Optional[int]:
   """The span of the Examples that StatisticsGen described in `statistics`."""
-  producer = [e.execution_id for e in store.get_events_by_artifact_ids([statistics.id])
-              if e.type == metadata_store_pb2.Event.OUTPUT]
-  examples = [e.artifact_id for e in store.get_events_by_execution_ids(producer)
-              if e.type == metadata_store_pb2.Event.INPUT]
-  spans = [runs.custom_property(a, 'span')
-           for a in store.get_artifacts_by_id(examples)]
-  return spans[0] if spans else None
+  made_by = runs.producer(store, statistics.id)
+  examples = (runs.execution_artifacts(store, made_by.id)[0] if made_by else {}
+              ).get('examples', [])
+  return runs.custom_property(examples[0], 'span') if examples else None
 
 
 def _drift(config: settings.PipelineConfig, store, run) -> Optional[Dict[str, Any]]:
@@ -164,8 +160,10 @@ def _drift(config: settings.PipelineConfig, store, run) -> Optional[Dict[str, An
   anomalies = run.output(pipeline_lib.DRIFT_VALIDATOR, 'anomalies')
   if anomalies is None:
     return None
-  baseline = run.nodes[pipeline_lib.DRIFT_VALIDATOR].inputs.get(
-      'baseline_statistics', [])
+  # The execution that made the findings: a cached one records no inputs.
+  made_by = runs.producer(store, anomalies.id)
+  baseline = (runs.execution_artifacts(store, made_by.id)[0] if made_by else {}
+              ).get('baseline_statistics', [])
   found = data_gate.read_drift(anomalies.uri, artifact_utils.decode_split_names(
       anomalies.properties['split_names'].string_value))
   return {'baseline_statistics': baseline[0].uri if baseline else None,
