@@ -160,12 +160,14 @@ def _drift(config: settings.PipelineConfig, store, run) -> Optional[Dict[str, An
   anomalies = run.output(pipeline_lib.DRIFT_VALIDATOR, 'anomalies')
   if anomalies is None:
     return None
-  # The execution that made the findings: a cached one records no inputs.
-  made_by = runs.producer(store, anomalies.id)
-  baseline = (runs.execution_artifacts(store, made_by.id)[0] if made_by else {}
-              ).get('baseline_statistics', [])
   found = data_gate.read_drift(anomalies.uri, artifact_utils.decode_split_names(
       anomalies.properties['split_names'].string_value))
+  # ML Metadata keeps one input event per artifact: when a span is compared
+  # with itself (it has been trained on since), its statistics are recorded
+  # under one of the two keys only.
+  inputs = run.nodes[pipeline_lib.DRIFT_VALIDATOR].inputs
+  baseline = inputs.get('baseline_statistics') or (
+      inputs.get('statistics', []) if found['divergence'] else [])
   return {'baseline_statistics': baseline[0].uri if baseline else None,
           'baseline_span': (_span_of_statistics(store, baseline[0])
                             if baseline else None),
