@@ -279,18 +279,9 @@ def read_model_report(model_uri: str) -> Optional[Dict[str, Any]]:
 def evaluation_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
   """{'candidate': {metric: value}, 'baseline': {...}} of the overall slice
   (per-slice values are in the run summary, `metrics_by_slice`)."""
-  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  by_model: Dict[str, Dict[str, float]] = {}
-  for metrics in tfma.load_metrics(evaluation_uri):
-    if metrics.slice_key.single_slice_keys:
-      continue
-    for kv in metrics.metric_keys_and_values:
-      if (kv.key.is_diff or kv.key.name not in features.METRIC_NAMES or
-          not kv.value.HasField('double_value')):
-        continue
-      model = kv.key.model_name or 'candidate'
-      by_model.setdefault(model, {})[kv.key.name] = kv.value.double_value.value
-  return by_model
+  from pipeline.tools import summary  # pylint: disable=g-import-not-at-top
+  return {model: summary.overall(by_slice)
+          for model, by_slice in summary.tfma_metrics(evaluation_uri).items()}
 
 
 def _slice_of(spec: Dict[str, Any]) -> Optional[str]:

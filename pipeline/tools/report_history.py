@@ -9,11 +9,10 @@ Evaluator and Pusher executions count with the artifacts they link to.
 import dataclasses
 from typing import List, Optional
 
-import tensorflow_model_analysis as tfma
-
 from components import features
 from pipeline import pipeline as pipeline_lib
 from pipeline import runs
+from pipeline.tools import summary
 
 RUN_CONTEXT, PIPELINE_CONTEXT = 'pipeline_run', 'pipeline'
 MAX_RUNS = 200  # newest runs shown: each costs a few queries and a file read
@@ -39,15 +38,8 @@ class RunRecord:
 
 def overall_metric(evaluation_uri: str, name: str) -> Optional[float]:
   """The candidate's value of metric `name` on the overall slice, or None."""
-  for metrics in tfma.load_metrics(evaluation_uri):
-    if metrics.slice_key.single_slice_keys:
-      continue  # a per-species or per-breed slice
-    for kv in metrics.metric_keys_and_values:
-      if (kv.key.name == name and not kv.key.is_diff and
-          kv.key.model_name in ('', 'candidate') and
-          kv.value.HasField('double_value')):
-        return kv.value.double_value.value
-  return None
+  by_slice = summary.tfma_metrics(evaluation_uri).get('candidate', {})
+  return summary.overall(by_slice).get(name)
 
 
 def run_record(store, context) -> RunRecord:

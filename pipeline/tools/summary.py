@@ -46,7 +46,7 @@ def slice_name(slice_key) -> Optional[Tuple[str, str]]:
   return key.column, value
 
 
-def _metrics(evaluation_uri: str) -> Dict[str, Dict[Any, Dict[str, float]]]:
+def tfma_metrics(evaluation_uri: str) -> Dict[str, Dict[Any, Dict[str, float]]]:
   """{'candidate': {slice: {name: value}}, 'baseline': {...}} from TFMA's
   results; slice None is overall, else (feature, value name)."""
   by_model: Dict[str, Dict[Any, Dict[str, float]]] = {}
@@ -74,7 +74,7 @@ def _failed_checks(evaluation_uri: str) -> List[str]:
   return failed
 
 
-def _overall(by_slice: Dict[Any, Dict[str, float]]) -> Dict[str, float]:
+def overall(by_slice: Dict[Any, Dict[str, float]]) -> Dict[str, float]:
   return {k: v for k, v in by_slice.get(None, {}).items()
           if k != eval_config.EXAMPLE_COUNT}
 
@@ -232,10 +232,10 @@ def build_summary(config: settings.PipelineConfig, store, run_id: str,
       summary['hyperparameters'] = tuning.chosen(json.load(f))
   evaluation = run.output(pipeline_lib.EVALUATOR, 'evaluation')
   if evaluation is not None:
-    by_model = _metrics(evaluation.uri)
+    by_model = tfma_metrics(evaluation.uri)
     candidate = by_model.get('candidate', {})
-    summary['metrics'] = _overall(candidate)
-    summary['baseline_metrics'] = (_overall(by_model['baseline'])
+    summary['metrics'] = overall(candidate)
+    summary['baseline_metrics'] = (overall(by_model['baseline'])
                                    if 'baseline' in by_model else None)
     summary['metrics_by_slice'] = metrics_by_slice(candidate)
     summary['failed_checks'] = _failed_checks(evaluation.uri)
